@@ -1,0 +1,15 @@
+"""minits: a NumPy-only deep-learning framework written to be read beside
+Berlyand, Creese & Jabin, "A novel multi-scale loss function for
+classification problems in machine learning".
+
+Reading order follows one training step: layers (Eq. (1)-(3)) -> models ->
+scale R and normalised logits (Eq. (7)-(11)) -> losses (Eq. (4), (12)-(18))
+-> SGD (Eq. (6), (14), (16), (18)) -> metrics (Sec. 3.1, Eq. (19)-(20)).
+"""
+
+from . import gradcheck, layers, models
+from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Softmax
+
+__version__ = "0.1.0"
+
+# --- other floors register their public names below (one block each) ---

@@ -1,0 +1,87 @@
+"""What every layer shares: the Layer protocol, dtype checks and Gaussian initialisation.
+
+A layer is two functions and two dicts (CS231n style):
+
+    out = layer.forward(x)     # caches exactly what backward needs
+    dx  = layer.backward(dout) # fills layer.grads, returns dL/dx
+
+``layer.params`` and ``layer.grads`` map the same names ("W", and "b" when the
+layer has a bias) to arrays of equal shape. ``backward`` *overwrites* ``grads``;
+gradients never accumulate across calls, so there is no ``zero_grad``.
+"""
+
+import numpy as np
+
+
+class Layer:
+    """Base class. Subclasses implement ``forward`` and ``backward``.
+
+    Layers without parameters (ReLU, MaxPool2d, ...) keep empty dicts.
+    """
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dout, input_grad=True):
+        """dout: dL/d(out), same shape as forward's output.
+
+        input_grad=False skips dL/dx (returns None): the first parametrised layer of
+        a network never needs it, and for a convolution it is the costliest product.
+        """
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def as_rng(rng):
+    """None -> fresh entropy; int -> seeded Generator; Generator -> itself."""
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be None, an int seed or a numpy Generator, not {type(rng).__name__}")
+
+
+def check_dtype(dtype):
+    """Parameters are float32 (the default, for speed) or float64 (for gradient checks)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, not {dtype}")
+    return dtype
+
+
+def gaussian(shape, fan_in, gain, dtype, rng):
+    """Initial parameters alpha^0 ~ N(0, (gain / sqrt(fan_in))^2), i.i.d.
+
+    The paper only says "Gaussian" (paper-notes §13). std = 1/sqrt(fan_in) keeps
+    the pre-activations of every layer of order one at the start of training.
+    """
+    if not gain > 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    std = gain / np.sqrt(fan_in)
+    return (as_rng(rng).standard_normal(shape) * std).astype(dtype)
+
+
+def check_input(layer, x, expected_ndim, what="x"):
+    """Refuse inputs that would silently change dtype or broadcast wrongly."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{layer!r}: {what} must be a numpy array, not {type(x).__name__}")
+    if x.ndim != expected_ndim:
+        raise ValueError(
+            f"{layer!r}: {what} must have {expected_ndim} dimensions, got shape {x.shape}"
+        )
+    dtype = layer.params["W"].dtype
+    if x.dtype != dtype:
+        # float64 data into a float32 layer would upcast every product silently
+        raise TypeError(
+            f"{layer!r}: {what} has dtype {x.dtype} but the layer's parameters are {dtype}; "
+            f"convert the input (x.astype(np.{dtype})) or build the layer with dtype=np.{x.dtype}"
+        )

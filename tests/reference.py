@@ -1,0 +1,71 @@
+"""Naive reference layers: plain Python loops over every index, written straight
+from the definitions. Slow and obviously right; the fast layers are tested against
+them. Shapes are the public ones, (N, C, H, W).
+"""
+
+import numpy as np
+
+
+def conv_forward(x, W, b, stride, padding):
+    """out[n, f, y, x] = sum_{c, i, j} W[f, c, i, j] * xp[n, c, s*y + i, s*x + j] + b[f]."""
+    N, C, H, Wd = x.shape
+    F, _, k, _ = W.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    Ho = (H + 2 * padding - k) // stride + 1
+    Wo = (Wd + 2 * padding - k) // stride + 1
+    out = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for y in range(Ho):
+                for xx in range(Wo):
+                    window = xp[n, :, y * stride:y * stride + k, xx * stride:xx * stride + k]
+                    out[n, f, y, xx] = np.sum(window * W[f]) + (b[f] if b is not None else 0)
+    return out
+
+
+def conv_backward(dout, x, W, stride, padding):
+    """Adjoint of conv_forward: every product W[f,c,i,j] * xp[...] sends its share back."""
+    N, C, H, Wd = x.shape
+    F, _, k, _ = W.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dxp = np.zeros_like(xp)
+    dW = np.zeros_like(W)
+    _, _, Ho, Wo = dout.shape
+    for n in range(N):
+        for f in range(F):
+            for y in range(Ho):
+                for xx in range(Wo):
+                    rows = slice(y * stride, y * stride + k)
+                    cols = slice(xx * stride, xx * stride + k)
+                    dW[f] += dout[n, f, y, xx] * xp[n, :, rows, cols]
+                    dxp[n, :, rows, cols] += dout[n, f, y, xx] * W[f]
+    dx = dxp[:, :, padding:padding + H, padding:padding + Wd]
+    db = dout.sum(axis=(0, 2, 3))
+    return dx, dW, db
+
+
+def maxpool_forward(x, k, stride):
+    N, C, H, W = x.shape
+    Ho, Wo = (H - k) // stride + 1, (W - k) // stride + 1
+    out = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for y in range(Ho):
+                for xx in range(Wo):
+                    out[n, c, y, xx] = x[n, c, y * stride:y * stride + k,
+                                         xx * stride:xx * stride + k].max()
+    return out
+
+
+def maxpool_backward(dout, x, k, stride):
+    """Each window's gradient to its first maximum in row-major order."""
+    dx = np.zeros_like(x)
+    N, C, Ho, Wo = dout.shape
+    for n in range(N):
+        for c in range(C):
+            for y in range(Ho):
+                for xx in range(Wo):
+                    window = x[n, c, y * stride:y * stride + k, xx * stride:xx * stride + k]
+                    i, j = np.unravel_index(np.argmax(window), window.shape)  # first max
+                    dx[n, c, y * stride + i, xx * stride + j] += dout[n, c, y, xx]
+    return dx

@@ -1,0 +1,144 @@
+"""Conv2d: fast im2col path == naive loops, and backward == finite differences."""
+
+import numpy as np
+import pytest
+import reference as ref
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minits as mt
+from minits.gradcheck import check_layer
+from minits.layers.im2col import col2im, im2col
+
+
+@st.composite
+def conv_cases(draw, max_side=8):
+    """Shapes: batch 1-4, channels 1-3, odd and non-square sides, kernel 1-5,
+    stride 1-3 (often != kernel), padding 0-2 (kernel must fit the padded input)."""
+    k = draw(st.integers(1, 5))
+    padding = draw(st.integers(0, 2))
+    stride = draw(st.integers(1, 3))
+    low = max(1, k - 2 * padding)
+    H = draw(st.integers(low, max(low, max_side)))
+    W = draw(st.integers(low, max(low, max_side)))
+    return dict(N=draw(st.integers(1, 4)), C=draw(st.integers(1, 3)), F=draw(st.integers(1, 3)),
+                H=H, W=W, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**16)))
+
+
+def make_conv(case, dtype=np.float64):
+    layer = mt.Conv2d(case["C"], case["F"], case["k"], stride=case["stride"],
+                      padding=case["padding"], bias=case["bias"], dtype=dtype, rng=case["seed"])
+    rng = np.random.default_rng(case["seed"] + 1)
+    if case["bias"]:
+        layer.params["b"][...] = rng.standard_normal(case["F"])
+    x = rng.standard_normal((case["N"], case["C"], case["H"], case["W"])).astype(dtype)
+    return layer, x, rng
+
+
+@given(conv_cases())
+def test_conv_matches_naive_loops(case):
+    layer, x, rng = make_conv(case)
+    out = layer.forward(x)
+    b = layer.params.get("b")
+    expected = ref.conv_forward(x, layer.params["W"], b, case["stride"], case["padding"])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    dx_ref, dW_ref, db_ref = ref.conv_backward(dout, x, layer.params["W"], case["stride"],
+                                               case["padding"])
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["W"], dW_ref, rtol=1e-12, atol=1e-12)
+    if case["bias"]:
+        np.testing.assert_allclose(layer.grads["b"], db_ref, rtol=1e-12, atol=1e-12)
+
+
+@given(conv_cases(max_side=7))
+def test_conv_backward_matches_finite_differences(case):
+    layer, x, _ = make_conv(case)
+    check_layer(layer, x, seed=case["seed"])  # element-wise, input and every parameter
+
+
+def test_conv_output_size_formula():
+    layer = mt.Conv2d(2, 3, 3, stride=2, padding=1)
+    out = layer.forward(np.zeros((5, 2, 7, 10), np.float32))
+    assert out.shape == (5, 3, (7 + 2 - 3) // 2 + 1, (10 + 2 - 3) // 2 + 1) == (5, 3, 4, 5)
+
+
+def test_im2col_worked_example():
+    """The example of docs/layers.md: a 1-channel 3x3 image, 2x2 kernel, stride 1."""
+    x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # (C, N, H, W)
+    cols = im2col(x, 2, 1)
+    # rows: kernel offsets (0,0) (0,1) (1,0) (1,1); columns: output positions y, x
+    np.testing.assert_array_equal(cols, [[1, 2, 4, 5],
+                                         [2, 3, 5, 6],
+                                         [4, 5, 7, 8],
+                                         [5, 6, 8, 9]])
+    # col2im adds back: the centre pixel is seen by all four windows
+    back = col2im(np.ones_like(cols), x.shape, 2, 1)
+    np.testing.assert_array_equal(back[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(3, 7), st.integers(1, 3),
+       st.integers(1, 3))
+def test_col2im_is_the_adjoint_of_im2col(C, N, side, k, s):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: what makes conv backward right."""
+    rng = np.random.default_rng(C * 100 + N * 10 + side)
+    x = rng.standard_normal((C, N, side, side + 1))
+    cols = im2col(x, k, s)
+    c = rng.standard_normal(cols.shape)
+    assert np.isclose(np.sum(cols * c), np.sum(x * col2im(c, x.shape, k, s)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_preserves_dtype(dtype):
+    layer = mt.Conv2d(3, 4, 3, padding=1, bias=True, dtype=dtype, rng=0)
+    x = np.ones((2, 3, 6, 6), dtype)
+    out = layer.forward(x)
+    dx = layer.backward(np.ones(out.shape, dtype))
+    assert out.dtype == dx.dtype == layer.grads["W"].dtype == layer.grads["b"].dtype == dtype
+
+
+def test_conv_refuses_silent_upcast_and_bad_shapes():
+    layer = mt.Conv2d(3, 4, 3)
+    with pytest.raises(TypeError, match="float64.*float32"):
+        layer.forward(np.ones((1, 3, 5, 5)))
+    with pytest.raises(ValueError, match="channels"):
+        layer.forward(np.ones((1, 2, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        layer.forward(np.ones((1, 3, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="dimensions"):
+        layer.forward(np.ones((3, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="stride"):
+        mt.Conv2d(3, 4, 3, stride=0)
+    with pytest.raises(ValueError, match="padding"):
+        mt.Conv2d(3, 4, 3, padding=-1)
+
+
+def test_conv_backward_overwrites_grads():
+    layer, x, rng = make_conv(dict(N=2, C=2, F=3, H=5, W=6, k=3, stride=1, padding=1,
+                                   bias=True, seed=3))
+    dout = rng.standard_normal(layer.forward(x).shape)
+    layer.backward(dout)
+    first = {k: g.copy() for k, g in layer.grads.items()}
+    layer.backward(dout)
+    for k in first:
+        np.testing.assert_array_equal(layer.grads[k], first[k])
+
+
+def test_conv_without_input_grad_still_fills_parameter_grads():
+    layer, x, rng = make_conv(dict(N=2, C=2, F=3, H=5, W=6, k=3, stride=2, padding=0,
+                                   bias=False, seed=4))
+    dout = rng.standard_normal(layer.forward(x).shape)
+    full = layer.backward(dout)
+    dW = layer.grads["W"].copy()
+    assert full is not None and layer.backward(dout, input_grad=False) is None
+    np.testing.assert_array_equal(layer.grads["W"], dW)
+
+
+def test_conv_initialisation_std():
+    """W ~ N(0, (gain / sqrt(C k k))^2): the documented initial scale."""
+    layer = mt.Conv2d(16, 64, 5, dtype=np.float64, rng=0, gain=2.0)
+    assert abs(layer.params["W"].std() - 2.0 / np.sqrt(16 * 25)) < 0.01 * 2.0 / np.sqrt(16 * 25) * 5
+    assert abs(layer.params["W"].mean()) < 0.01
