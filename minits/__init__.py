@@ -13,3 +13,5 @@ from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Softma
 __version__ = "0.1.0"
 
 # --- other floors register their public names below (one block each) ---
+# data, metrics (Sec. 3.1)
+from . import datasets, metrics

@@ -1,0 +1,384 @@
+"""Where data comes from: the search order, downloads, and safe extraction.
+
+Search order for the files of one split (first folder that holds them all wins):
+
+1. ``data_dir`` (the argument of load), and data_dir itself;
+2. ``$MINITS_DATA``;
+3. ``./datasets`` (relative to the working directory);
+4. the user cache, ``$XDG_CACHE_HOME/minits`` or ``~/.cache/minits``;
+5. system folders (Debian: ``/usr/share/datasets`` for fashion-mnist).
+
+Below each root the files sit in the data set's folder (``mnist/``,
+``fashion-mnist/``, ``cifar-10-batches-py/`` or ``cifar10/cifar-10-batches-py/``, ...).
+Failing that, a CIFAR archive (``cifar-10-python.tar.gz``) in one of those
+places is extracted beside itself (or into the user cache when that folder is
+read-only). Failing that, the files are downloaded from the mirrors, unless
+``download=False`` or ``MINITS_OFFLINE=1``: into data_dir when given, else the
+user cache. A download goes to a temporary file in the target folder, is
+checked against its published size and checksums, and only then renamed into
+place: an interrupted or corrupted download never leaves a file that looks
+complete. Nothing found and nothing downloaded: one FileNotFoundError that
+names the files expected and every folder searched.
+"""
+
+import gzip
+import hashlib
+import http.client
+import lzma
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from pathlib import Path, PurePosixPath
+
+from .errors import ChecksumError, DatasetFormatError
+
+USER_AGENT = "minits (https://pypi.org/project/minits)"
+CHUNK = 1 << 20
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def user_cache_dir():
+    """The user cache folder: $XDG_CACHE_HOME/minits, or ~/.cache/minits."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "minits"
+
+
+def search_roots(source, data_dir=None):
+    """The roots searched for ``source``, in order (see the module docstring)."""
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    if os.environ.get("MINITS_DATA"):
+        roots.append(Path(os.environ["MINITS_DATA"]).expanduser())
+    roots += [Path.cwd() / "datasets", user_cache_dir()]
+    roots += [Path(p) for p in source.system_roots]
+    return _unique(roots)
+
+
+def candidate_folders(source, data_dir=None):
+    """Every folder that may hold the files, in search order."""
+    folders = []
+    for root in search_roots(source, data_dir):
+        folders += [root / f for f in source.folders]
+        if data_dir is not None and root == Path(data_dir).expanduser():
+            folders.append(root)  # data_dir may be the data set's own folder
+    return _unique(folders)
+
+
+def resolve(folder, name):
+    """Path of file ``name`` in ``folder``; an IDX ``x.gz`` may also be stored unzipped as ``x``.
+
+    Output: Path, or None when neither exists.
+    """
+    folder = Path(folder)
+    for candidate in (name, name[:-3] if name.endswith(".gz") else None):
+        if candidate and (folder / candidate).is_file():
+            return folder / candidate
+    return None
+
+
+def find_folder(source, split, data_dir=None):
+    """The first candidate folder that holds every file of ``split``, or None."""
+    for folder in candidate_folders(source, data_dir):
+        if all(resolve(folder, name) for name in source.files[split]):
+            return folder
+    return None
+
+
+def locate(source, split, data_dir=None, download=None, progress=True):
+    """Find (or extract, or download) the folder holding the files of one split.
+
+    Inputs:
+        source: a catalog.Source.   split: "train" or "test".
+        data_dir: searched first; also where downloads go (default: user cache).
+        download: None = allowed unless $MINITS_OFFLINE is set; True/False force it.
+        progress: show a progress bar while downloading.
+    Output: Path of the folder.
+    Raises FileNotFoundError naming the files and folders when all of that fails.
+    """
+    folder = find_folder(source, split, data_dir)
+    if folder is not None:
+        return folder
+    if source.archive:
+        for archive in _archive_candidates(source, data_dir):
+            if archive.is_file():
+                return _checked(source, split, extract(archive, _writable_or_cache(archive.parent),
+                                                       Path(source.folders[0]).name))
+    failures = []
+    if downloads_allowed(download):
+        target = Path(data_dir).expanduser() if data_dir is not None else user_cache_dir()
+        try:
+            return _checked(source, split, fetch(source, split, target, progress))
+        except _DownloadFailed as err:
+            failures = err.failures
+    raise FileNotFoundError(_not_found_message(source, split, data_dir, download, failures))
+
+
+def downloads_allowed(download=None):
+    """download=None: yes unless $MINITS_OFFLINE is set to something other than 0/false/no."""
+    if download is not None:
+        return bool(download)
+    flag = os.environ.get("MINITS_OFFLINE", "").strip().lower()
+    return flag in ("", "0", "false", "no")
+
+
+def _checked(source, split, folder):
+    missing = [name for name in source.files[split] if not resolve(folder, name)]
+    if missing:
+        raise FileNotFoundError(f"{folder}: lacks {', '.join(missing)} after extraction or "
+                                f"download; remove the folder and try again")
+    return folder
+
+
+def _archive_candidates(source, data_dir):
+    places = []
+    for root in search_roots(source, data_dir):
+        for folder in source.folders:
+            places.append((root / folder).parent / source.archive)
+    return _unique(places)
+
+
+def _writable_or_cache(folder):
+    return folder if os.access(folder, os.W_OK) else user_cache_dir()
+
+
+def _unique(paths):
+    seen, out = set(), []
+    for p in paths:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def _not_found_message(source, split, data_dir, download, failures):
+    lines = [f"{source.title} ({split} split) not found.",
+             f"Expected files: {', '.join(source.files[split])}"
+             + (" (or the same without .gz)" if source.files[split][0].endswith(".gz") else ""),
+             "in one of these folders (searched in this order):"]
+    lines += [f"  {folder}" for folder in candidate_folders(source, data_dir)]
+    if source.archive:
+        lines.append(f"or the archive {source.archive} in one of:")
+        lines += [f"  {p.parent}" for p in _archive_candidates(source, data_dir)]
+    if failures:
+        lines.append("Download failed:")
+        lines += [f"  {f}" for f in failures]
+    elif not downloads_allowed(download):
+        why = "download=False" if download is not None else "MINITS_OFFLINE is set"
+        lines.append(f"Downloading is off ({why}).")
+    lines.append("Place the files by hand as datasets/README.md (in the minits repository) "
+                 "describes, or point MINITS_DATA (or data_dir=) at the folder that holds them.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- download
+
+
+class _DownloadFailed(Exception):
+    def __init__(self, failures):
+        super().__init__("; ".join(failures))
+        self.failures = failures
+
+
+def fetch(source, split, target, progress=True):
+    """Download what ``split`` needs into ``target`` (trying each mirror in turn).
+
+    IDX data sets: the split's files into target/<folders[0]>/.
+    CIFAR: the archive into target/, extracted there, then the archive removed.
+    Output: Path of the folder with the files.
+    """
+    target = Path(target)
+    if source.archive:
+        archive = _fetch_one(source, source.remote_file(source.archive), target, progress)
+        folder = extract(archive, target, Path(source.folders[0]).name)
+        archive.unlink()
+        return folder
+    folder = target / source.folders[0]
+    for name in source.files[split]:
+        if not resolve(folder, name):
+            _fetch_one(source, source.remote_file(name), folder, progress)
+    return folder
+
+
+def _fetch_one(source, remote, folder, progress):
+    failures = []
+    for mirror in source.mirrors:
+        url = mirror + remote.name
+        try:
+            return download(url, Path(folder) / remote.name, md5=remote.md5,
+                            sha256=remote.sha256, size=remote.size, progress=progress)
+        except (OSError, ValueError, http.client.HTTPException) as err:
+            # URLError, HTTPError, timeouts, dropped connections, ChecksumError
+            failures.append(f"{url}: {err}")
+    raise _DownloadFailed(failures)
+
+
+def download(url, dest, md5=None, sha256=None, size=None, progress=True, timeout=60.0):
+    """Download ``url`` to ``dest``, verified, atomically.
+
+    The bytes go to a temporary file beside ``dest``; size, md5 and sha256
+    (those given) are checked; only then is the file renamed to ``dest``
+    (os.replace). On any failure the temporary file is removed and ``dest``
+    is left as it was.
+
+    Inputs: url (http(s):// or file://), dest: path; expected digests as hex
+    strings; size in bytes; progress: bar on stderr (tqdm if installed).
+    Output: Path dest. Raises ChecksumError, or urllib's errors (OSError).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        md5_hash, sha256_hash = _hashers()
+        with os.fdopen(fd, "wb") as out, _urlopen(url, timeout) as response:
+            total = response.headers.get("Content-Length")
+            bar = _progress(int(total) if total else size, dest.name, progress)
+            try:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    md5_hash.update(chunk)
+                    sha256_hash.update(chunk)
+                    bar.update(len(chunk))
+            finally:
+                bar.close()
+        _compare(url, "size", size, os.path.getsize(tmp))
+        _compare(url, "md5", md5, md5_hash.hexdigest())
+        _compare(url, "sha256", sha256, sha256_hash.hexdigest())
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def file_digests(path):
+    """(md5, sha256) hex digests of a file, read in 1 MiB chunks."""
+    md5_hash, sha256_hash = _hashers()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            md5_hash.update(chunk)
+            sha256_hash.update(chunk)
+    return md5_hash.hexdigest(), sha256_hash.hexdigest()
+
+
+def verify(path, md5=None, sha256=None):
+    """Raise ChecksumError unless the file has the given digests (those not None)."""
+    got_md5, got_sha256 = file_digests(path)
+    _compare(path, "md5", md5, got_md5)
+    _compare(path, "sha256", sha256, got_sha256)
+
+
+def _hashers():
+    return hashlib.md5(usedforsecurity=False), hashlib.sha256()
+
+
+def _compare(where, what, expected, got):
+    if expected is not None and str(expected).lower() != str(got).lower():
+        raise ChecksumError(where, f"{what} is {got}, expected {expected}")
+
+
+def _urlopen(url, timeout):
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _progress(total, name, enabled):
+    if not enabled:
+        return _NoProgress()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _PlainProgress(total, name)
+    return tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
+                file=sys.stderr)
+
+
+class _NoProgress:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+class _PlainProgress:
+    """Fallback without tqdm: one line on stderr per tenth of the file."""
+
+    def __init__(self, total, name):
+        self.total, self.name, self.done, self.shown = total, name, 0, -1
+
+    def update(self, n):
+        self.done += n
+        step = 10 * self.done // self.total if self.total else self.done // (10 * CHUNK)
+        if step > self.shown:
+            self.shown = step
+            pct = f"{100 * self.done // self.total:3d}% " if self.total else ""
+            print(f"  {self.name}: {pct}{self.done / 1e6:.1f} MB", file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def extract(archive, dest, folder):
+    """Extract the tar archive's ``folder/`` into ``dest/folder``, safely.
+
+    Every member is checked before anything is written: only regular files and
+    directories, with relative paths that stay inside the target (no "..",
+    no absolute paths, no links, no devices); Python's "data" filter is used
+    on top where available. Extraction goes to a temporary folder inside
+    ``dest`` that is renamed into place at the end.
+
+    Inputs: archive: path of a .tar/.tar.gz/.tar.xz; dest: folder; folder: name
+    of the top folder the archive must hold (e.g. "cifar-10-batches-py").
+    Output: Path dest/folder.
+    Raises DatasetFormatError naming the archive for an unsafe member, a
+    damaged archive, or one without ``folder/``.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".minits-extract-"))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                members = tar.getmembers()
+                for member in members:
+                    _check_member(member, archive)
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, members=members, filter="data")
+                else:  # Python < 3.11.4: the checks above are the filter
+                    tar.extractall(tmp, members=members)
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
+                gzip.BadGzipFile) as err:
+            raise DatasetFormatError(archive, f"damaged archive ({err})") from err
+        if not (tmp / folder).is_dir():
+            raise DatasetFormatError(archive, f"holds no folder {folder}/")
+        final = dest / folder
+        try:
+            os.replace(tmp / folder, final)
+        except OSError:
+            if not final.is_dir():  # else another process has just put it there
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _check_member(member, archive):
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts or member.name.startswith(("/", "\\")) \
+            or ":" in (path.parts[0] if path.parts else ""):
+        raise DatasetFormatError(archive, f"refuses member {member.name!r}: path leaves the "
+                                          "target folder")
+    if not (member.isfile() or member.isdir()):
+        raise DatasetFormatError(archive, f"refuses member {member.name!r}: only regular files "
+                                          "and folders are allowed (no links or devices)")
