@@ -5,13 +5,13 @@ classification problems in machine learning".
 Reading order follows one training step: layers (Eq. (1)-(3)) -> models ->
 scale R and normalised logits (Eq. (7)-(11)) -> losses (Eq. (4), (12)-(18))
 -> SGD (Eq. (6), (14), (16), (18)) -> metrics (Sec. 3.1, Eq. (19)-(20)).
+Training runs and the paper's experiments live in minits.training and
+minits.experiments; the command line in minits.cli.
 """
 
-from . import gradcheck, layers, models
+from . import datasets, gradcheck, layers, losses, metrics, models
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Softmax
+from .optim import SGD
+from .scale import scale_R
 
 __version__ = "0.1.0"
-
-# --- other floors register their public names below (one block each) ---
-# data, metrics (Sec. 3.1)
-from . import datasets, metrics

@@ -20,6 +20,8 @@ input raises ValueError / TypeError naming the argument.
 
 import numpy as np
 
+from .scale import confidence as _confidence
+
 HISTOGRAM_BINS = 20
 
 
@@ -142,15 +144,7 @@ def confidence(logits, y):
     Output: (n,) in the dtype of logits.
     """
     y, logits = _check(y, logits, name="logits")
-    if logits.shape[1] < 2:
-        raise ValueError("confidence needs K >= 2 classes: with one class there is no "
-                         "competitor i != i(s)")
-    top2 = np.partition(logits, logits.shape[1] - 2, axis=1)[:, -2:]   # (n, 2): 2nd, 1st
-    x_true = _take(logits, y)
-    # The best competitor is the maximum, unless the correct class is the maximum;
-    # if it is, the runner-up (equal to the maximum when two classes tie).
-    best_other = np.where(x_true == top2[:, 1], top2[:, 0], top2[:, 1])
-    return x_true - best_other
+    return _confidence(logits, y)  # one implementation, on the model floor (minits.scale)
 
 
 def delta_p(y, proba, misclassified_only=True):

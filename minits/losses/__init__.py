@@ -1,0 +1,28 @@
+"""The paper's losses, Sec. 2, each value beside its hand-derived gradient.
+
+Reading order: base (stable log-softmax, reduction, branch split) ->
+cross_entropy (Eq. (4), (10)) -> truncated (Eq. (12)) -> two_scale (Eq. (13)-(16),
+OneScale) -> separation (Eq. (17)-(18)) -> wrapper (any loss in two-scale form).
+"""
+
+from .base import Diagnostics, Loss, log_softmax, second_branch, softmax
+from .cross_entropy import CrossEntropy, cross_entropy
+from .mse import mse_probabilities
+from .separation import TwoScaleSeparation, separation_value_and_grad
+from .truncated import Truncated, truncated
+from .two_scale import (
+    CONFIDENCE_MODES,
+    OneScale,
+    TwoScale,
+    dL_dR_eq15,
+    dL_dR_general,
+    two_scale_value_and_grad,
+)
+from .wrapper import TwoScaleWrapper
+
+__all__ = [
+    "CONFIDENCE_MODES", "CrossEntropy", "Diagnostics", "Loss", "OneScale", "Truncated",
+    "TwoScale", "TwoScaleSeparation", "TwoScaleWrapper", "cross_entropy", "dL_dR_eq15",
+    "dL_dR_general", "log_softmax", "mse_probabilities", "second_branch",
+    "separation_value_and_grad", "softmax", "truncated", "two_scale_value_and_grad",
+]

@@ -1,0 +1,195 @@
+"""What every loss shares: stable log-softmax, input checks, the reduction, the
+branch split of Eq. (13), diagnostics, and the Loss protocol.
+
+A loss is a small object with its value and its gradient side by side
+(Nielsen's network2 style):
+
+    value = loss.forward(model, x, y)   # runs the model, returns the batch loss
+    loss.backward()                     # fills every linear layer's .grads and loss.grads
+
+``loss.params`` holds the loss's own scales (Python floats: R1, R2 or Rs) and
+``loss.grads`` the gradients of the trainable ones after ``backward``. SGD
+(minits/optim.py) updates both.
+
+Per-object objectives -- the functions ``f(z, y) -> (values, dz)`` used on logits
+z -- live beside their equation: cross_entropy (Eq. (4)), truncated (Eq. (12)),
+mse_probabilities. Each returns per-object values (N,) and dvalues/dz (N, K),
+the gradient of the *sum* of the values.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..layers import softmax
+
+REDUCTIONS = ("mean", "none")
+
+
+def log_softmax(z):
+    """log p_i = z_i - log sum_j exp(z_j), computed stably along the last axis.
+
+    z: (N, K) -> (N, K), same dtype. Subtracting the row maximum first makes
+    every exponent <= 0: no overflow at |z| ~ 1e4, and the sum is >= 1 so its
+    logarithm is finite. (Tiny probabilities may underflow to 0 inside the sum,
+    which is the correctly rounded result.)
+    """
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def check_logits_labels(z, y, what="logits"):
+    """Validate z (N, K) float and y (N,) integer labels in [0, K); return y as intp."""
+    if not isinstance(z, np.ndarray) or z.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (N, K), got "
+                         f"{getattr(z, 'shape', type(z).__name__)}")
+    if z.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{what} must be float32 or float64, not {z.dtype}")
+    N, K = z.shape
+    if N == 0:
+        raise ValueError(f"{what} hold no objects (N = 0): a batch needs at least one")
+    if K < 2:
+        raise ValueError(f"{what} must have at least 2 classes (K >= 2), got K = {K}")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != N:
+        raise ValueError(f"y must be a 1-D array of {N} labels (one per row of {what}), "
+                         f"got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"y must hold integer class labels, not {y.dtype}")
+    if y.min() < 0 or y.max() >= K:
+        raise ValueError(f"y must hold labels in [0, {K}), got values in [{y.min()}, {y.max()}]")
+    return y.astype(np.intp, copy=False)
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def check_eta(eta):
+    """eta > 0 (Sec. 2.3 restricts to eta > 0); inf is allowed (every object in branch 1)."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eta must be a real number, not {type(eta).__name__}")
+    if not eta > 0:  # also refuses NaN
+        raise ValueError(f"eta must be > 0 (the paper restricts Eq. (13) to eta > 0), got {eta}")
+    return float(eta)
+
+
+def check_scale(value, name):
+    """A scale (R1, R2, Rs, ...) given by the user: None, or a positive finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating,
+                                                          np.ndarray)):
+        raise TypeError(f"{name} must be a positive number or None, not {type(value).__name__}")
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
+
+
+def reduce(values, reduction):
+    """Eq. (5) on a batch: the mean over objects, or the per-object values (N,)."""
+    if reduction == "none":
+        return values
+    return float(np.mean(values, dtype=np.float64))
+
+
+def second_branch(delta, eta):
+    """Which objects take the second case of Eq. (13), (16), (17): delta >= eta.
+
+    delta: (N,) confidences -> (N,) bool. The boundary delta = eta belongs to
+    the second case, as Eq. (13) writes ">=" (paper-notes §12); the
+    well-classified set W_{eta,I} of minits.scale uses ">" instead.
+    """
+    return delta >= eta
+
+
+@dataclass
+class Diagnostics:
+    """What a loss saw on its last batch (``loss.last``). Arrays have shape (N,).
+
+    confidence: the confidence that split the batch into the two cases of the
+        equation (delta X, delta X_hat or delta of R1 X_hat, per ``confidence=``);
+        for single-case losses, delta X of the logits the loss used
+    second: bool, True where the object took the second case of its equation
+        (the R2 branch of Eq. (13)/(16), the Rs R branch of Eq. (17), the
+        p_{i(s)} >= k branch of Eq. (12)); all False for Eq. (4)
+    correct: bool, the test-time classifier's prediction is right, delta > 0 of
+        the test-time logits (Eq. (11) on the batch)
+    values: per-object losses
+    R: scale_R(model) when the batch was seen (None for losses on raw logits)
+    scales: the scales used, e.g. {"R1": ..., "R2": ...}
+    """
+
+    confidence: np.ndarray
+    second: np.ndarray
+    correct: np.ndarray
+    values: np.ndarray
+    R: float = None
+    scales: dict = field(default_factory=dict)
+
+    @property
+    def accuracy(self):
+        """Fraction of the batch classified correctly, Eq. (11)."""
+        return float(np.mean(self.correct)) if self.correct.size else float("nan")
+
+    @property
+    def num_second(self):
+        """How many objects took the second case (e.g. the R2 branch)."""
+        return int(np.count_nonzero(self.second))
+
+
+class Loss:
+    """Base class: forward(model, x, y) -> value; backward(); predict_proba(model, x).
+
+    Attributes:
+        params: dict name -> float, the loss's own scales (empty for Eq. (4))
+        grads:  dict name -> float, d(batch loss)/d(scale) of the *trainable*
+                scales, filled by backward (empty when none is trainable)
+        reduction: "mean" (Eq. (5) on the batch; required for backward) or "none"
+        last: Diagnostics of the last forward, or None
+    """
+
+    def __init__(self, reduction="mean"):
+        self.reduction = check_reduction(reduction)
+        self.params = {}
+        self.grads = {}
+        self.last = None
+        self._model = None
+        self._dX = None
+
+    def forward(self, model, x, y):
+        raise NotImplementedError
+
+    def backward(self):
+        raise NotImplementedError
+
+    def predict_proba(self, model, x):
+        raise NotImplementedError
+
+    def _check_backward(self):
+        if self._model is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
+        if self.reduction != "mean":
+            raise ValueError(f"{type(self).__name__}.backward() needs reduction='mean' (the "
+                             f"gradient of the batch mean, Eq. (5)); this loss has reduction="
+                             f"{self.reduction!r}")
+
+    @property
+    def scales_positive(self):
+        """True when every scale in params is a finite number > 0 (paper-notes §14)."""
+        return not self.nonpositive_scales()
+
+    def nonpositive_scales(self):
+        """Names of the scales that are <= 0 or not finite: training must report them."""
+        return [name for name, v in self.params.items()
+                if v is not None and not (np.isfinite(v) and v > 0)]
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+__all__ = ["Diagnostics", "Loss", "check_logits_labels", "log_softmax", "reduce",
+           "second_branch", "softmax"]

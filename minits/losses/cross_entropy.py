@@ -1,0 +1,55 @@
+"""Cross-entropy, Eq. (4), on the raw logits: the paper's second baseline."""
+
+import numpy as np
+
+from ..scale import confidence
+from .base import Diagnostics, Loss, check_logits_labels, log_softmax, reduce, softmax
+
+
+def cross_entropy(z, y):
+    """Per-object cross-entropy L = -log p_{i(s)}, p = softmax(z), Eq. (4) with (3).
+
+    Written as in Eq. (10) it is log(1 + sum_{i != i(s)} exp(z_i - z_{i(s)})); both are
+    the same stable log-sum-exp.
+    Inputs:  z: logits (N, K); y: labels (N,)
+    Returns: values (N,) and dz = d(sum values)/dz = p - e_{i(s)} (N, K), dtype of z.
+    """
+    logp = log_softmax(z)
+    rows = np.arange(z.shape[0])
+    values = -logp[rows, y]
+    dz = np.exp(logp)  # logp <= 0: no overflow
+    dz[rows, y] -= 1
+    return values, dz
+
+
+class CrossEntropy(Loss):
+    """Eq. (4) on the raw logits X(alpha, s), averaged over the batch (Eq. (5)).
+
+    forward(model, x, y) -> float (or (N,) with reduction="none")
+    backward(): model grads; no scales (params and grads stay empty).
+    predict_proba(model, x) = softmax(X) (paper-notes §9).
+    """
+
+    objective = staticmethod(cross_entropy)
+
+    def _second(self, X, y):
+        """Which objects took the second case of the equation: Eq. (4) has one case."""
+        return np.zeros(len(y), dtype=bool)
+
+    def forward(self, model, x, y):
+        X = model.forward(x)
+        y = check_logits_labels(X, y)
+        values, dz = self.objective(X, y)
+        delta = confidence(X, y)
+        self.last = Diagnostics(confidence=delta, second=self._second(X, y), correct=delta > 0,
+                                values=values)
+        self._model, self._dX = model, dz / len(y)
+        return reduce(values, self.reduction)
+
+    def backward(self):
+        self._check_backward()
+        self._model.backward(self._dX, input_grad=False)
+
+    def predict_proba(self, model, x):
+        """Test-time probabilities softmax(X(alpha, s)) (N, K); never uses labels."""
+        return softmax(model.forward(x))

@@ -1,0 +1,259 @@
+"""The size of the parameters and the normalised network, Eq. (7)-(11).
+
+Notation (paper-notes, "Objects"): the model has n = M-1 linear layers
+(Linear, Conv2d) with parameters alpha^1..alpha^n; for a layer with a bias,
+alpha^l is W and b together.
+
+    R(alpha)   = prod_l ||alpha^l||                         Eq. (9)
+    c          = R^{-1/(M-1)}
+    alpha_hat  = c * alpha      (every layer scaled by the same factor)
+    X_hat      = X(alpha_hat)   (normalised logits; = X / R for bias-free ReLU /
+                                 max-pool networks, Eq. (8))
+    delta X    = X_{i(s)} - max_{i != i(s)} X_i                (confidence)
+    delta X_hat = delta X(alpha_hat) (= delta X / R without biases)
+    W_{eta,I}  = { s in I : delta X(alpha, s) > eta }            (well classified)
+    acc        = #W_{0,T} / #T                                   Eq. (11)
+
+X_hat is always computed literally, by a forward pass with the parameters
+scaled in place by c and then restored bit for bit from a copy
+(paper-notes §11). ``Normalization`` also carries the gradient back through
+alpha -> alpha_hat (paper-notes §4).
+"""
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+
+# Layers that are positively homogeneous of degree one in their input and, for
+# Linear / Conv2d without bias, in their parameters: Eq. (8) holds for a network
+# made of these only.
+_HOMOGENEOUS = (Linear, Conv2d, ReLU, MaxPool2d, Flatten)
+
+
+def _linear_layers(model):
+    layers = model.linear_layers()
+    if not layers:
+        raise ValueError("the model has no linear layers (Linear / Conv2d): R(alpha) is undefined")
+    return layers
+
+
+def layer_norms(model):
+    """||alpha^l||, the Euclidean norm of all parameters of each linear layer.
+
+    model: a Sequential -> (M-1,) float64, in layer order. Sums of squares
+    accumulate in float64 whatever the parameter dtype.
+    """
+    return np.sqrt([sum(_sq_norm(p) for p in layer.params.values())
+                    for layer in _linear_layers(model)])
+
+
+def _sq_norm(p):
+    p = p.astype(np.float64, copy=False)
+    return float(np.vdot(p, p))
+
+
+def scale_R(model):
+    """R(alpha) = prod_{l=1}^{M-1} ||alpha^l||, Eq. (9). model -> float."""
+    return float(np.prod(layer_norms(model)))
+
+
+def normalization_factor(model):
+    """c = R^{-1/(M-1)}, so that alpha_hat = c * alpha has R(alpha_hat) = 1. -> float."""
+    R = scale_R(model)
+    _check_R(R)
+    return R ** (-1.0 / len(_linear_layers(model)))
+
+
+def _check_R(R):
+    if not (np.isfinite(R) and R > 0):
+        raise ValueError(f"R(alpha) = {R}: a linear layer has zero (or non-finite) parameters, "
+                         "so the normalised parameters alpha / R^(1/(M-1)) are undefined")
+
+
+def normalized_params(model):
+    """alpha_hat = alpha / R^{1/(M-1)}: a copy of every linear layer's params, scaled.
+
+    model -> list (one per linear layer) of dicts name -> array (model's dtype).
+    The model is not changed. R(alpha_hat) = 1.
+    """
+    c = normalization_factor(model)
+    return [{name: p * c for name, p in layer.params.items()}
+            for layer in _linear_layers(model)]
+
+
+@contextmanager
+def at_normalized_params(model):
+    """Run a block with the model's parameters set to alpha_hat, then restore alpha.
+
+    Yields (R, c). The parameters are scaled in place (layers may hold views of
+    them) and restored from copies, so alpha is bit-identical afterwards even if
+    the block raises.
+    """
+    c = normalization_factor(model)
+    R = scale_R(model)
+    saved = [(p, p.copy()) for layer in _linear_layers(model) for p in layer.params.values()]
+    try:
+        for p, _ in saved:
+            p *= c
+        yield R, c
+    finally:
+        for p, copy in saved:
+            np.copyto(p, copy)
+
+
+def normalized_logits(model, x):
+    """X_hat = X(alpha_hat), the logits of the normalised network.
+
+    model: Sequential; x: its input (N, ...) -> X_hat (N, K), model dtype.
+    Equals X / R for bias-free ReLU / max-pool networks (Eq. (8)); with biases it
+    is the literal forward pass at alpha_hat (paper-notes §11).
+    """
+    with at_normalized_params(model):
+        return model.forward(x)
+
+
+def is_homogeneous(model):
+    """True when Eq. (8) holds: only Linear, Conv2d (both without bias), ReLU,
+    MaxPool2d and Flatten layers. Then X(alpha) = R X_hat exactly (up to rounding)."""
+    return (all(isinstance(layer, _HOMOGENEOUS) for layer in model.layers)
+            and all("b" not in layer.params for layer in model.linear_layers()))
+
+
+def confidence(X, y):
+    """Classification confidence delta X = X_{i(s)} - max_{i != i(s)} X_i (Sec. 2.2).
+
+    (The paper's text writes X_{i(s)+1} inside the max; paper-notes typo 1.)
+    X: logits (N, K), K >= 2; y: labels (N,) -> (N,), dtype of X.
+    delta > 0 exactly when s is correctly classified, Eq. (7).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] < 2:
+        raise ValueError(f"confidence needs logits of shape (N, K) with K >= 2, got {X.shape}")
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+    rows = np.arange(X.shape[0])
+    others = np.array(X, copy=True)
+    others[rows, y] = -np.inf
+    return X[rows, y] - others.max(axis=1)
+
+
+def normalized_confidence(model, x, y):
+    """delta X_hat = delta X(alpha_hat, s) (= delta X / R without biases). -> (N,)."""
+    return confidence(normalized_logits(model, x), y)
+
+
+def well_classified(delta, eta):
+    """Membership of W_{eta,I}: delta X(alpha, s) > eta (strict, paper-notes §12).
+
+    delta: confidences (N,); eta: a real number >= 0 -> bool (N,).
+    Eq. (11): the accuracy is well_classified(delta, 0).mean().
+    """
+    return np.asarray(delta) > eta
+
+
+def num_well_classified(delta, eta):
+    """#W_{eta,I}, the number of objects with delta > eta. -> int."""
+    return int(np.count_nonzero(well_classified(delta, eta)))
+
+
+class Normalization:
+    """Forward at alpha_hat and the chain rule back to alpha (paper-notes §4).
+
+    A loss that depends on alpha through X_hat = X(alpha_hat) -- and possibly
+    explicitly through R(alpha), as Eq. (17) with a live R -- uses
+
+        X_hat = norm.forward(model, x)          # norm.R, norm.c hold R(alpha), c
+        ...                                     # loss on X_hat
+        norm.backward(dX_hat, dL_dR=0.0)        # fills model grads with dL/dalpha
+
+    With c = R^{-1/n}, n = M-1, g^l = dL/dalpha_hat^l from ordinary backprop at
+    alpha_hat and <g, alpha> = sum over all layers, the gradient of
+    L(alpha_hat(alpha), R(alpha)) is
+
+        dL/dalpha^l = c [ g^l - (1/n) <g, alpha> alpha^l / ||alpha^l||^2 ]
+                      + dL_dR * R alpha^l / ||alpha^l||^2
+
+    since dR/dalpha^l = R alpha^l / ||alpha^l||^2 and dc/dalpha^l = -(c/n) alpha^l / ||alpha^l||^2.
+    For bias-free homogeneous networks and dL_dR = 0 the result is orthogonal to
+    every alpha^l (scale invariance of L).
+
+    The parameters are at alpha_hat only inside forward and backward; in between
+    the model holds alpha, bit for bit. backward rescales the same copy of alpha
+    by the same c, so it differentiates at exactly the alpha_hat of forward.
+    """
+
+    def __init__(self):
+        self.R = None
+        self.c = None
+        self._model = None
+        self._entries = []  # (layer, name, layer index l-1, copy of alpha^l's array)
+        self._sq_norms = None
+
+    def _save(self, model):
+        """Copy alpha into buffers kept from the previous batch (no per-step allocation)."""
+        layers = _linear_layers(model)
+        old = {(li, name): s for _, name, li, s in self._entries} if model is self._model else {}
+        self._entries = []
+        for li, layer in enumerate(layers):
+            for name, p in layer.params.items():
+                s = old.get((li, name))
+                if s is None or s.shape != p.shape or s.dtype != p.dtype:
+                    s = np.empty_like(p)
+                np.copyto(s, p)
+                self._entries.append((layer, name, li, s))
+        self._model, self._n = model, len(layers)
+
+    def _scale_in_place(self):
+        for layer, name, _, _ in self._entries:
+            layer.params[name] *= self.c
+
+    def _restore(self):
+        for layer, name, _, s in self._entries:
+            np.copyto(layer.params[name], s)
+
+    def forward(self, model, x):
+        """x -> X_hat = X(alpha_hat) (N, K). Sets self.R = R(alpha), self.c. alpha is restored."""
+        self._save(model)
+        sq = np.zeros(self._n)
+        for _, _, li, s in self._entries:
+            sq[li] += _sq_norm(s)
+        self._sq_norms = sq
+        self.R = float(np.prod(np.sqrt(sq)))
+        _check_R(self.R)
+        self.c = self.R ** (-1.0 / self._n)
+        self._scale_in_place()
+        try:
+            return model.forward(x)
+        finally:
+            self._restore()
+
+    def backward(self, dX_hat, dL_dR=0.0):
+        """dX_hat: dL/dX_hat (N, K), model dtype; dL_dR: explicit dL/dR (float).
+
+        Fills every linear layer's .grads with dL/dalpha (formula in the class docstring).
+        """
+        if self._model is None:
+            raise RuntimeError("Normalization.backward() called before forward()")
+        for layer, name, _, s in self._entries:
+            if not np.array_equal(layer.params[name], s):
+                raise RuntimeError("the model's parameters changed between the loss's forward "
+                                   "and backward; call backward right after forward")
+        self._scale_in_place()
+        try:
+            self._model.backward(dX_hat, input_grad=False)
+        finally:
+            self._restore()
+        # <g, alpha> over all layers, accumulated in float64
+        g_dot_alpha = sum(float(np.vdot(layer.grads[name].astype(np.float64, copy=False),
+                                        s.astype(np.float64, copy=False)))
+                          for layer, name, _, s in self._entries)
+        c, n, R = self.c, self._n, self.R
+        for layer, name, li, alpha in self._entries:
+            # the radial coefficient is a Python float, so the update keeps the model's dtype
+            coef = float((c * g_dot_alpha / n - float(dL_dR) * R) / self._sq_norms[li])
+            g = layer.grads[name]
+            g *= c
+            g -= coef * alpha

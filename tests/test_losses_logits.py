@@ -1,0 +1,361 @@
+"""The losses' mathematics on given logits, without a model: Eq. (4), (10), (12),
+(13), (15), (17), the generic objectives, their gradients against finite
+differences, and stability at extreme logits.
+
+Naive references here are written straight from the paper with Python loops.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minits as mt
+from minits.gradcheck import numerical_gradient
+from minits.losses import (
+    cross_entropy,
+    dL_dR_eq15,
+    dL_dR_general,
+    log_softmax,
+    mse_probabilities,
+    second_branch,
+    separation_value_and_grad,
+    truncated,
+    two_scale_value_and_grad,
+)
+from minits.scale import confidence
+
+FLOAT = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def logits_labels(draw, max_n=5, max_k=5, elements=FLOAT):
+    n = draw(st.integers(1, max_n))
+    k = draw(st.integers(2, max_k))
+    z = draw(hnp.arrays(np.float64, (n, k), elements=elements))
+    y = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)), dtype=np.int64)
+    return z, y
+
+
+def naive_eq13(x_hat, y, R):
+    """-log(1 / (1 + sum_{i != i(s)} exp(R (x_i - x_{i(s)})))) for one object, Eq. (13)."""
+    total = 1.0
+    for i in range(len(x_hat)):
+        if i != y:
+            total += math.exp(R * (x_hat[i] - x_hat[y]))
+    return -math.log(1.0 / total)
+
+
+def naive_eq15(x_hat, y, R):
+    """Eq. (15) for one object, term by term as printed."""
+    num, den = 0.0, 1.0
+    for i in range(len(x_hat)):
+        if i != y:
+            d = x_hat[i] - x_hat[y]
+            num += d * math.exp(R * d)
+            den += math.exp(R * d)
+    return num / den
+
+
+def fd_sum(f, z, eps=1e-6):
+    """Central differences of sum(f(z)[0]) with respect to z."""
+    return numerical_gradient(lambda: float(np.sum(f(z)[0])), z, eps)
+
+
+def fd_scalar(f, r, eps=1e-6):
+    return (f(r + eps) - f(r - eps)) / (2 * eps)
+
+
+# ---------------------------------------------------------------- log-softmax, Eq. (3)-(4)
+
+@given(logits_labels())
+def test_log_softmax_matches_definition(case):
+    z, _ = case
+    naive = np.log(np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True))
+    np.testing.assert_allclose(log_softmax(z), naive, rtol=1e-12, atol=1e-12)
+
+
+@given(logits_labels())
+def test_cross_entropy_is_eq4_and_eq10(case):
+    z, y = case
+    values, _ = cross_entropy(z, y)
+    p = np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True)
+    np.testing.assert_allclose(values, -np.log(p[np.arange(len(y)), y]), rtol=1e-12, atol=1e-13)
+    eq10 = [naive_eq13(z[n], y[n], 1.0) for n in range(len(y))]  # Eq. (10) with R X_hat = z
+    np.testing.assert_allclose(values, eq10, rtol=1e-12, atol=1e-13)
+
+
+@given(logits_labels())
+def test_cross_entropy_gradient_matches_finite_differences(case):
+    z, y = case
+    _, dz = cross_entropy(z, y)
+    np.testing.assert_allclose(dz, fd_sum(lambda t: cross_entropy(t, y), z), rtol=1e-6,
+                               atol=1e-7)
+
+
+# ---------------------------------------------------------------- truncated, Eq. (12)
+
+@given(logits_labels(), st.floats(0.01, 0.99))
+def test_truncated_values_and_gradient(case, k):
+    z, y = case
+    rows = np.arange(len(y))
+    p_true = np.exp(log_softmax(z))[rows, y]
+    assume(np.all(np.abs(p_true - k) > 1e-4))  # away from the kink p_{i(s)} = k
+    values, dz = truncated(z, y, k)
+    ce, _ = cross_entropy(z, y)
+    np.testing.assert_allclose(values, np.where(p_true < k, -np.log(k), ce), rtol=1e-12)
+    np.testing.assert_allclose(dz, fd_sum(lambda t: truncated(t, y, k), z), rtol=1e-6, atol=1e-7)
+    assert np.all(dz[p_true < k] == 0)
+
+
+@given(logits_labels())
+def test_truncated_with_k_zero_is_cross_entropy(case):
+    z, y = case
+    for a, b in zip(truncated(z, y, 0.0), cross_entropy(z, y), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_truncated_boundary_goes_to_the_cross_entropy_case():
+    # K = 2 with equal logits: p_{i(s)} = 0.5 exactly; Eq. (12)'s second case is p >= k
+    z, y = np.zeros((1, 2)), np.array([0])
+    values, dz = truncated(z, y, 0.5)
+    assert values[0] == pytest.approx(math.log(2))
+    np.testing.assert_allclose(dz, [[-0.5, 0.5]])
+    values, dz = truncated(z, y, 0.5 + 1e-12)
+    assert values[0] == pytest.approx(-math.log(0.5 + 1e-12)) and not dz.any()
+
+
+@pytest.mark.parametrize("k", [-0.1, 1.5, float("nan")])
+def test_truncated_refuses_bad_k(k):
+    with pytest.raises(ValueError, match="k must be in"):
+        truncated(np.zeros((1, 2)), np.array([0]), k)
+
+
+# ---------------------------------------------------------------- MSE on probabilities
+
+@given(logits_labels())
+def test_mse_probabilities_values_and_gradient(case):
+    z, y = case
+    values, dz = mse_probabilities(z, y)
+    p = np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True)
+    onehot = np.eye(z.shape[1])[y]
+    np.testing.assert_allclose(values, np.mean((p - onehot) ** 2, axis=1), rtol=1e-12,
+                               atol=1e-15)
+    np.testing.assert_allclose(dz, fd_sum(lambda t: mse_probabilities(t, y), z), rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_mse_probabilities_matches_torch():
+    torch = pytest.importorskip("torch", reason="optional comparison with PyTorch")
+    rng = np.random.default_rng(3)
+    z, y = rng.standard_normal((4, 5)), np.array([0, 4, 2, 2])
+    zt = torch.tensor(z, requires_grad=True)
+    onehot = torch.nn.functional.one_hot(torch.tensor(y), 5).double()
+    loss = torch.nn.MSELoss()(torch.softmax(zt, dim=1), onehot)
+    loss.backward()
+    values, dz = mse_probabilities(z, y)
+    assert np.mean(values) == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(dz / len(y), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+# ---------------------------------------------------------------- Eq. (15)
+
+@given(logits_labels(), st.floats(0.1, 20))
+def test_eq15_equals_paper_formula_general_formula_and_finite_differences(case, R):
+    X_hat, y = case
+    eq15 = dL_dR_eq15(X_hat, y, R)
+    naive = [naive_eq15(X_hat[n], y[n], R) for n in range(len(y))]
+    np.testing.assert_allclose(eq15, naive, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(eq15, dL_dR_general(X_hat, y, R), rtol=1e-10, atol=1e-12)
+    fd = [fd_scalar(lambda r, n=n: naive_eq13(X_hat[n], y[n], r), R) for n in range(len(y))]
+    np.testing.assert_allclose(eq15, fd, rtol=1e-5, atol=1e-7)
+
+
+@given(logits_labels(), st.floats(0.1, 20))
+def test_eq15_is_negative_for_correctly_classified_objects(case, R):
+    X_hat, y = case
+    delta = confidence(X_hat, y)
+    assume(np.any(delta > 0))
+    assume(np.all(R * delta[delta > 0] < 500))  # exp(-R delta) must not underflow to 0
+    assert np.all(dL_dR_eq15(X_hat, y, R)[delta > 0] < 0)
+
+
+def test_eq15_accepts_one_scale_per_object():
+    rng = np.random.default_rng(0)
+    X_hat, y = rng.standard_normal((4, 3)), np.array([0, 1, 2, 0])
+    R = np.array([1.0, 2.0, 3.0, 4.0])
+    expected = [dL_dR_eq15(X_hat[n:n + 1], y[n:n + 1], R[n])[0] for n in range(4)]
+    np.testing.assert_allclose(dL_dR_eq15(X_hat, y, R), expected, rtol=1e-14)
+
+
+# ---------------------------------------------------------------- Eq. (13) on logits
+
+@st.composite
+def two_scale_cases(draw):
+    X_hat, y = draw(logits_labels(max_n=6))
+    R1 = draw(st.floats(0.2, 5))
+    R2 = draw(st.floats(0.2, 50))
+    second = np.array(draw(st.lists(st.booleans(), min_size=len(y), max_size=len(y))))
+    return X_hat, y, R1, R2, second
+
+
+@given(two_scale_cases())
+def test_two_scale_values_are_eq13(case):
+    X_hat, y, R1, R2, second = case
+    values, *_ = two_scale_value_and_grad(X_hat, y, R1, R2, second)
+    naive = [naive_eq13(X_hat[n], y[n], R2 if second[n] else R1) for n in range(len(y))]
+    np.testing.assert_allclose(values, naive, rtol=1e-12, atol=1e-13)
+
+
+@given(two_scale_cases())
+def test_two_scale_gradients_match_finite_differences(case):
+    X_hat, y, R1, R2, second = case
+    _, dX_hat, dR1, dR2 = two_scale_value_and_grad(X_hat, y, R1, R2, second)
+
+    def total(r1=R1, r2=R2):
+        return float(np.sum(two_scale_value_and_grad(X_hat, y, r1, r2, second)[0]))
+
+    fd = numerical_gradient(lambda: total(), X_hat)
+    np.testing.assert_allclose(dX_hat, fd, rtol=1e-6, atol=1e-7)
+    assert dR1 == pytest.approx(fd_scalar(lambda r: total(r1=r), R1), rel=1e-5, abs=1e-7)
+    assert dR2 == pytest.approx(fd_scalar(lambda r: total(r2=r), R2), rel=1e-5, abs=1e-7)
+
+
+@given(two_scale_cases())
+def test_dL_dR2_is_negative_with_a_well_classified_object_and_zero_without(case):
+    X_hat, y, R1, R2, _ = case
+    delta = confidence(X_hat, y)
+    eta = 0.5
+    second = second_branch(delta, eta)  # delta >= eta > 0: correctly classified
+    assume(np.all(R2 * delta[second] < 500))  # no underflow of exp(-R2 delta)
+    _, _, _, dR2 = two_scale_value_and_grad(X_hat, y, R1, R2, second)
+    if second.any():
+        assert dR2 < 0
+    else:
+        assert dR2 == 0.0
+
+
+@given(two_scale_cases())
+def test_R2_equal_to_R1_is_exactly_the_one_scale_loss(case):
+    X_hat, y, R1, _, second = case
+    two = two_scale_value_and_grad(X_hat, y, R1, R1, second)
+    one = two_scale_value_and_grad(X_hat, y, R1, R1, np.zeros_like(second))
+    np.testing.assert_array_equal(two[0], one[0])
+    np.testing.assert_array_equal(two[1], one[1])
+    ce, dz = cross_entropy(R1 * X_hat, y)
+    np.testing.assert_array_equal(two[0], ce)
+    assert two[2] + two[3] == pytest.approx(one[2] + one[3], rel=1e-12, abs=1e-300)
+
+
+def test_second_branch_boundary_and_well_classified_boundary():
+    delta = np.array([0.5, 0.5 - 1e-12, 0.5 + 1e-12])
+    np.testing.assert_array_equal(second_branch(delta, 0.5), [True, False, True])  # Eq. (13): >=
+    np.testing.assert_array_equal(mt.scale.well_classified(delta, 0.5), [False, False, True])
+
+
+# ---------------------------------------------------------------- generic objectives
+
+@pytest.mark.parametrize("objective", ["mse", "truncated"])
+@given(case=two_scale_cases())
+def test_generic_two_scale_gradients_match_finite_differences(objective, case):
+    from minits.losses.two_scale import dL_dR_chain
+    from minits.losses.wrapper import OBJECTIVES
+    X_hat, y, R1, R2, second = case
+    k = 0.3
+    f = OBJECTIVES[objective]
+    if objective == "truncated":
+        p_true = [np.exp(log_softmax((R2 if s else R1) * X_hat[n:n + 1]))[0, y[n]]
+                  for n, s in enumerate(second)]
+        assume(np.all(np.abs(np.array(p_true) - k) > 1e-4))
+
+        def f(z, t, _f=f):
+            return _f(z, t, k)
+
+    _, dX_hat, dR1, dR2 = two_scale_value_and_grad(X_hat, y, R1, R2, second, f, dL_dR_chain)
+
+    def total(r1=R1, r2=R2):
+        return float(np.sum(two_scale_value_and_grad(X_hat, y, r1, r2, second, f, None)[0]))
+
+    np.testing.assert_allclose(dX_hat, numerical_gradient(lambda: total(), X_hat), rtol=1e-6,
+                               atol=1e-7)
+    assert dR1 == pytest.approx(fd_scalar(lambda r: total(r1=r), R1), rel=1e-5, abs=1e-7)
+    assert dR2 == pytest.approx(fd_scalar(lambda r: total(r2=r), R2), rel=1e-5, abs=1e-7)
+
+
+# ---------------------------------------------------------------- Eq. (17) on logits
+
+@given(two_scale_cases(), st.floats(0.5, 20))
+def test_separation_values_and_gradients(case, Rs):
+    X_hat, y, R, _, second = case
+    values, dX_hat, dRs, dR = separation_value_and_grad(X_hat, y, R, Rs, second)
+    naive = [naive_eq13(X_hat[n], y[n], Rs * R if second[n] else R) for n in range(len(y))]
+    np.testing.assert_allclose(values, naive, rtol=1e-12, atol=1e-13)
+
+    def total(r=R, rs=Rs):
+        return float(np.sum(separation_value_and_grad(X_hat, y, r, rs, second)[0]))
+
+    np.testing.assert_allclose(dX_hat, numerical_gradient(lambda: total(), X_hat), rtol=1e-6,
+                               atol=1e-7)
+    assert dRs == pytest.approx(fd_scalar(lambda s: total(rs=s), Rs), rel=1e-5, abs=1e-7)
+    assert dR == pytest.approx(fd_scalar(lambda r: total(r=r), R), rel=1e-5, abs=1e-7)
+
+
+@given(two_scale_cases(), st.floats(0.5, 20))
+def test_dL_dRs_is_non_positive(case, Rs):
+    # paper-notes typo 3: the paper says "non-negative"; the mathematics says <= 0
+    X_hat, y, R, _, _ = case
+    second = second_branch(confidence(X_hat, y), 0.1)
+    _, _, dRs, _ = separation_value_and_grad(X_hat, y, R, Rs, second)
+    assert dRs <= 0
+    if not second.any():
+        assert dRs == 0.0
+
+
+# ---------------------------------------------------------------- extreme logits
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("magnitude", [1e4, 3e4])
+def test_extreme_logits_are_finite_and_silent(dtype, magnitude):
+    rng = np.random.default_rng(7)
+    z = (rng.standard_normal((6, 4)) * magnitude).astype(dtype)
+    z[0] = [magnitude, -magnitude, 0, 0]  # correct class far ahead
+    y = np.array([0, 1, 2, 3, 0, 1])
+    y[1] = int(np.argmin(z[1]))  # correct class far behind
+    second = np.array([True, False, True, False, True, False])
+    # Underflow of exp to 0 is the correctly rounded probability and numpy ignores it by
+    # default; overflow, division by zero and invalid operations (NaN) must not happen.
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        outputs = [log_softmax(z), *cross_entropy(z, y), *truncated(z, y, 0.2),
+                   *mse_probabilities(z, y), dL_dR_eq15(z, y, 3.0), dL_dR_general(z, y, 3.0),
+                   *two_scale_value_and_grad(z, y, 1.0, 10.0, second),
+                   *separation_value_and_grad(z, y, 2.0, 10.0, second),
+                   confidence(z, y)]
+    for out in outputs:
+        assert np.all(np.isfinite(out))
+    for out in outputs:
+        if isinstance(out, np.ndarray):
+            assert out.dtype == dtype
+    values, dz = cross_entropy(z, y)
+    assert values[0] == 0.0  # p_{i(s)} = 1 to machine precision
+    margin = float(np.max(z[1]) - z[1, y[1]])
+    assert values[1] == pytest.approx(margin, rel=1e-6)  # -log p ~ the logit gap
+    assert np.all(np.abs(np.sum(dz, axis=1)) < 1e-5)  # p sums to one
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logit_functions_keep_dtype(dtype):
+    rng = np.random.default_rng(1)
+    z, y = rng.standard_normal((3, 4)).astype(dtype), np.array([0, 3, 1])
+    second = np.array([True, False, False])
+    for f in (cross_entropy, mse_probabilities, lambda a, b: truncated(a, b, 0.3)):
+        values, dz = f(z, y)
+        assert values.dtype == dtype and dz.dtype == dtype
+    values, dX_hat, dR1, dR2 = two_scale_value_and_grad(z, y, 1.5, 15.0, second)
+    assert values.dtype == dtype and dX_hat.dtype == dtype
+    assert isinstance(dR1, float) and isinstance(dR2, float)
+    assert dL_dR_eq15(z, y, 2.0).dtype == dtype
