@@ -181,6 +181,7 @@ def test_eq15_is_negative_for_correctly_classified_objects(case, R):
     delta = confidence(X_hat, y)
     assume(np.any(delta > 0))
     assume(np.all(R * delta[delta > 0] < 500))  # exp(-R delta) must not underflow to 0
+    assume(np.all(delta[delta > 0] > 1e-12))  # nor the product delta * exp(...) (subnormals)
     assert np.all(dL_dR_eq15(X_hat, y, R)[delta > 0] < 0)
 
 
