@@ -1,0 +1,276 @@
+"""The `minits` command: train, compare, reproduce the paper's figures, demo, report.
+
+    minits demo                                  # offline, under a minute
+    minits reproduce mnist --preset quick        # Fig. 9 in a few minutes
+    minits reproduce cifar100 --preset paper --jobs 2 --out runs/c100
+    minits compare --dataset fashion-mnist --etas 0.01 1 --seeds 3
+    minits train --dataset mnist --variant two-scale --eta 0.01
+    minits report runs/mnist-quick               # table and figures again
+
+Every command writes a run folder (see minits.experiments.rundir), prints the
+summary table, and draws the figures. Rerunning the same command skips what is
+finished and resumes what is not. Arguments are checked before any work starts.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+from . import experiments
+from .experiments import presets
+from .experiments.spec import DATASETS, STANDARDIZE
+from .training.config import CONFIDENCES, VARIANTS
+
+EXIT_BAD_ARGS, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+# ----------------------------------------------------------------------------- arg types
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def eta_list(text):
+    """'0.01,0.1' or '0.01' -> [0.01, 0.1]; every eta > 0 (Eq. (13) needs eta > 0)."""
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"eta must be a number, got {part!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(
+                f"eta must be a finite number > 0 (Eq. (13) splits at eta > 0), got {part}")
+        values.append(value)
+    return values
+
+
+def hidden_list(text):
+    return [positive_int(p) for p in text.split(",") if p.strip()]
+
+
+# ----------------------------------------------------------------------------- parser
+
+def _common(p, *, seeds_default=None):
+    g = p.add_argument_group("runs")
+    g.add_argument("--seeds", type=positive_int, default=seeds_default, metavar="N",
+                   help="number of seeds (0..N-1)" + ("" if seeds_default is None
+                                                      else f" (default {seeds_default})"))
+    g.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="runs in parallel processes, one BLAS thread each (default 1)")
+    g.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>)")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="folder with the data sets (default: $MINITS_DATA, ./datasets, cache)")
+    g.add_argument("--iterations", type=positive_int, metavar="N",
+                   help="SGD steps per run (overrides the preset)")
+    g.add_argument("--eval-every", type=positive_int, metavar="N",
+                   help="test-set evaluation interval in iterations")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-figures", action="store_true", help="do not draw PNG figures")
+    m = p.add_argument_group("model and loss")
+    m.add_argument("--confidence", choices=CONFIDENCES, default="raw",
+                   help="which dX splits Eq. (13): raw dX (literal, default), normalized dX_hat, "
+                        "or dX of R1 X_hat (scaled)")
+    m.add_argument("--gain", type=positive_float, default=1.0,
+                   help="initial weights ~ N(0, (gain/sqrt(fan_in))^2) (default 1)")
+    m.add_argument("--lr", type=positive_float, default=0.1, help="SGD step tau (default 0.1)")
+    m.add_argument("--batch-size", type=positive_int, default=128, help="#B (default 128)")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    m.add_argument("--standardize", choices=STANDARDIZE, default="auto",
+                   help="inputs in [0, 1] (none) or standardised per channel with the training "
+                        "set's mean/std (channel); auto: channel for CIFAR, none otherwise")
+
+
+def _model_args(p):
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--model", choices=("mlp", "lenet5"),
+                   help="network (default: lenet5 for CIFAR, mlp otherwise)")
+    p.add_argument("--hidden", type=hidden_list, default=[128], metavar="W[,W...]",
+                   help="hidden widths of the mlp (default 128)")
+    p.add_argument("--superclass", action="store_true",
+                   help="also measure super-class accuracy, Eq. (20) (needs coarse labels: "
+                        "cifar100)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minits",
+        description="Experiments of the two-scale loss paper (Berlyand, Creese, Jabin) "
+                    "on a CPU, with NumPy.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="traditional vs two-scale on the 8x8 digits (offline, "
+                                    "under a minute)")
+    _common(p)
+
+    p = sub.add_parser("reproduce", help="one of the paper's figures",
+                       description="Reproduce a figure of the paper. Figures: "
+                       + ", ".join(f"{n} ({presets._FIGURES[n][0].split(':')[0]})"
+                                   for n in presets.FIGURES))
+    p.add_argument("figure", choices=presets.FIGURES, metavar="FIGURE",
+                   help="one of: " + ", ".join(presets.FIGURES))
+    p.add_argument("--preset", choices=presets.PRESETS, default="quick",
+                   help="paper: the paper's lengths and seeds; quick: minutes (default)")
+    p.add_argument("--etas", type=eta_list, nargs="+", metavar="ETA",
+                   help="eta values (default: the preset's)")
+    _common(p)
+
+    p = sub.add_parser("compare", help="traditional vs two-scale variants vs plain "
+                                       "cross-entropy on one data set")
+    _model_args(p)
+    p.add_argument("--etas", type=eta_list, nargs="+", metavar="ETA",
+                   help="eta values (default 0.01 0.1 1 10 100)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS,
+                   default=["one-scale", "two-scale", "plain-ce"],
+                   help="losses to compare (default one-scale two-scale plain-ce)")
+    _common(p, seeds_default=3)
+
+    p = sub.add_parser("train", help="one loss configuration (over --seeds seeds)")
+    _model_args(p)
+    p.add_argument("--variant", choices=VARIANTS, default="two-scale",
+                   help="loss (default two-scale)")
+    p.add_argument("--eta", type=positive_float,
+                   help="threshold of Eq. (13) (two-scale, fixed, separation; default 0.01)")
+    _common(p, seeds_default=1)
+
+    p = sub.add_parser("report", help="print the table and redraw the figures of a run folder")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument("--no-figures", action="store_true")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _run_fields(args):
+    return {"confidence": args.confidence, "gain": args.gain, "lr": args.lr,
+            "batch_size": args.batch_size, "dtype": args.dtype}
+
+
+def _flatten(lists):
+    return None if lists is None else [v for part in lists for v in part]
+
+
+def experiment_from_args(args):
+    """The Experiment a parsed command line asks for (ValueError when inconsistent)."""
+    if args.command == "demo":
+        exp = presets.demo(seeds=args.seeds, iterations=args.iterations)
+        return _with_overrides(exp, args), args.out or os.path.join("runs", "demo")
+    if args.command == "reproduce":
+        exp = presets.figure(args.figure, args.preset, seeds=args.seeds,
+                             etas=_flatten(args.etas), iterations=args.iterations,
+                             eval_every=args.eval_every, standardize=args.standardize,
+                             **_run_fields(args))
+        return exp, args.out or os.path.join("runs", f"{args.figure}-{args.preset}")
+    if args.superclass and args.dataset not in experiments.spec.DATASETS_WITH_COARSE_LABELS:
+        raise ValueError(f"--superclass needs a data set with coarse labels "
+                         f"({', '.join(experiments.spec.DATASETS_WITH_COARSE_LABELS)}); "
+                         f"{args.dataset} has none")
+    fields = {**_run_fields(args), "superclass": args.superclass,
+              "hidden": tuple(args.hidden)}
+    length = {"iterations": args.iterations or 1000, "eval_every": args.eval_every or 100}
+    if args.command == "compare":
+        exp = presets.compare(args.dataset, etas=_flatten(args.etas) or presets.PAPER_ETAS,
+                              variants=tuple(args.variants), seeds=args.seeds,
+                              standardize=args.standardize, model=args.model, **length, **fields)
+        return exp, args.out or os.path.join("runs", f"compare-{args.dataset}")
+    # train
+    if args.variant in ("plain-ce", "one-scale"):
+        if args.eta is not None:
+            raise ValueError(f"--eta does not apply to --variant {args.variant}")
+        etas = ()
+    else:
+        etas = (args.eta if args.eta is not None else 0.01,)
+    exp = presets.compare(args.dataset, etas=etas, variants=(args.variant,), seeds=args.seeds,
+                          standardize=args.standardize, model=args.model, name="train",
+                          title=f"{args.variant} on {args.dataset}", **length, **fields)
+    key = exp.configs()[0].key
+    return exp, args.out or os.path.join("runs", f"train-{args.dataset}-{key}")
+
+
+def _with_overrides(exp, args):
+    run = {**exp.run, **_run_fields(args)}
+    if args.eval_every:
+        run["eval_every"] = args.eval_every
+    run["eval_every"] = min(run["eval_every"], run["iterations"])
+    standardize = exp.standardize if args.standardize == "auto" else args.standardize
+    return experiments.Experiment(**{**exp.__dict__, "run": run, "standardize": standardize})
+
+
+def _finish(summary, out, args, stopped=False, failed=0):
+    from .experiments import summary as summaries
+
+    print(summaries.format_table(summary), end="")
+    print(f"\nresults: {out}  (summary.txt, summary.csv, config.json, runs/)")
+    if not args.no_figures and any(summary.groups.values()):
+        from . import plots  # matplotlib only for the faces
+
+        paths = plots.draw_all(summary, os.path.join(out, "figures"))
+        print("figures: " + ", ".join(os.path.relpath(p, out) for p in paths))
+    if stopped:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if failed:
+        print(f"{failed} run(s) failed; see the messages above", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        from .experiments import summary as summaries
+
+        try:
+            summary = experiments.report(args.folder)
+        except FileNotFoundError as exc:
+            parser.error(f"{args.folder} is not a run folder ({exc})")
+        summaries.write(args.folder, summary)
+        return _finish(summary, args.folder, args)
+    try:
+        experiment, out = experiment_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        summary, stopped, outcomes = experiments.run_experiment(
+            experiment, out, jobs=args.jobs, data_dir=args.data_dir,
+            show_progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+        print(f"minits: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except KeyboardInterrupt:
+        print("\naborted: finished runs and saved checkpoints are kept; run the same command "
+              "again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failed = sum(o.status == "failed" for o in outcomes)
+    return _finish(summary, out, args, stopped, failed)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Figures mirroring the paper's (Figs. 1-11), drawn from an experiment's Summary.
+
+Matplotlib with the non-interactive Agg backend; imported only by the command
+line (minits.cli), never by the numerical floors. Every figure: mean over seeds,
+a band of ± one standard deviation, train left and test right.
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .training import atomic  # noqa: E402
+
+
+def _style(summary):
+    """key -> (label, color, linestyle); traditional black, plain CE grey, etas by colour."""
+    etas = sorted({r.eta for r in summary.rows if r.eta is not None})
+    cmap = matplotlib.colormaps["viridis"]
+    dashes = {"two-scale": "-", "fixed": "--", "separation": "-."}
+    out = {}
+    for r in summary.rows:
+        if r.variant == "one-scale":
+            out[r.key] = (r.label, "black", "-")
+        elif r.variant == "plain-ce":
+            out[r.key] = (r.label, "0.55", ":")
+        else:
+            c = cmap(0.85 * etas.index(r.eta) / max(1, len(etas) - 1))
+            out[r.key] = (r.label, c, dashes[r.variant])
+    return out
+
+
+def _band(ax, x, ys, label, color, ls, baseline=False, window=None):
+    """Mean over seeds with a +-1 std band; the traditional baseline drawn on top, dashed,
+    so that a curve identical to it (eta = 100) stays visible underneath.
+    window: (x_min, x_max) to draw only that part (the zoomed panels)."""
+    x = np.asarray(x, dtype=float)
+    ys = np.asarray(ys, dtype=float)
+    if window is not None:
+        keep = (x >= window[0]) & (x <= window[1])
+        x, ys = x[keep], ys[:, keep]
+    mean = ys.mean(axis=0)
+    z = 5 if baseline else 2
+    ax.plot(x, mean, color=color, ls=(0, (4, 3)) if baseline else ls, lw=2.0 if baseline else 1.4,
+            label=f"{label} ({len(ys)})", zorder=z)
+    if len(ys) > 1:
+        std = ys.std(axis=0, ddof=1)
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, lw=0, zorder=z - 1)
+
+
+def smooth(values, window):
+    """Moving average over `window` iterations (the per-batch accuracy is noisy)."""
+    if window <= 1:
+        return np.asarray(values, dtype=float)
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _save(fig, path):
+    """Save a figure atomically as PNG."""
+    with atomic.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _groups(summary):
+    style = _style(summary)
+    return [(r.key, style[r.key], summary.groups.get(r.key, [])) for r in summary.rows
+            if summary.groups.get(r.key)]
+
+
+def accuracy_curves(summary, path):
+    """Figs. 1, 8, 9, 10, 11: accuracy over training, train (per batch, smoothed) left,
+    test (every eval_every iterations) right; below, the second half zoomed in (as the
+    bottom panel of Fig. 8)."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.6))
+    for key, (label, color, ls), runs in _groups(summary):
+        T = runs[0].config.iterations
+        train = [100 * smooth(r.history["batch_acc"], max(1, T // 50)) for r in runs]
+        test = [100 * r.history["test_acc"] for r in runs]
+        x_train, x_test = np.arange(1, T + 1), runs[0].history["eval_iteration"]
+        base = key == "one-scale"
+        for row, window in ((0, None), (1, (T / 2, T))):
+            _band(axes[row, 0], x_train, train, label, color, ls, base, window)
+            _band(axes[row, 1], x_test, test, label, color, ls, base, window)
+    titles = ("training set (batch accuracy, moving average)", "test set")
+    for col in range(2):
+        axes[0, col].set_title(titles[col])
+        axes[1, col].set_title(titles[col] + ", second half")
+        for row in range(2):
+            axes[row, col].set_xlabel("iteration")
+            axes[row, col].set_ylabel("accuracy (%)")
+            axes[row, col].grid(alpha=0.3)
+    axes[0, 1].legend(fontsize=8, loc="lower right", title="loss (seeds)", title_fontsize=8)
+    fig.suptitle(summary.experiment.title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _final_curves(summary, path, x_key, y_key, xlabel, ylabel, title, percent_x=False):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, (label, color, ls), runs in _groups(summary):
+        for ax, split in zip(axes, ("train", "test"), strict=True):
+            x = np.asarray(getattr(runs[0], split)[x_key], dtype=float)
+            _band(ax, x, [100 * np.asarray(getattr(r, split)[y_key]) for r in runs],
+                  label, color, ls, baseline=key == "one-scale")
+    for ax, split in zip(axes, ("training set", "test set"), strict=True):
+        ax.set_title(split)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower right", title="loss (seeds)", title_fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def close_enough(summary, path, superclass=False):
+    """Figs. 2 and 7: close-enough accuracy acc_at against at, at the end of training."""
+    key = "superclass_close_enough" if superclass else "close_enough"
+    what = "super-classes" if superclass else "classes"
+    return _final_curves(summary, path, "close_enough_at", key, "at",
+                         "acc_at (%)", f"Close-enough performance ({what}), end of training")
+
+
+def top_k(summary, path):
+    """Fig. 3: top-k accuracy against k, at the end of training."""
+    return _final_curves(summary, path, "topk_k", "topk", "k", "top-k accuracy (%)",
+                         "Top-k performance, end of training")
+
+
+def histograms(summary, path):
+    """Figs. 4-6 on the test set, pooled over seeds: max_i p_i, p_{i(s)}, and
+    dp = p_{i(s)} - max_i p_i of the misclassified objects (Eq. (19)); the two-scale
+    loss with the smallest eta (left) against the traditional loss (right)."""
+    pair = _histogram_pair(summary)
+    if pair is None:
+        return None
+    fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharey="row")
+    rows = [("max probability max_i p_i (Fig. 4)", lambda t: t["p_max"], (0, 1)),
+            ("probability of the correct class p_i(s) (Fig. 5)", lambda t: t["p_correct"],
+             (0, 1)),
+            ("δp = p_i(s) - max p_i, misclassified objects (Fig. 6)",
+             lambda t: t["delta_p"], (-1, 0))]
+    for col, (row_obj, runs) in enumerate(pair):
+        for row, (title, get, rng) in enumerate(rows):
+            ax = axes[row, col]
+            values = np.concatenate([get(r.test) for r in runs])
+            ax.hist(values, bins=40, range=rng, color="tab:blue" if col == 0 else "0.35")
+            ax.set_title(f"{row_obj.label}: {title}", fontsize=9)
+            ax.set_ylabel("objects")
+    fig.suptitle(f"{summary.experiment.title}: test set, pooled over seeds")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _histogram_pair(summary):
+    twos = [r for r in summary.rows if r.variant == "two-scale" and summary.groups.get(r.key)]
+    base = [r for r in summary.rows if r.variant == "one-scale" and summary.groups.get(r.key)]
+    if not twos or not base:
+        return None
+    best = min(twos, key=lambda r: r.eta)
+    return [(best, summary.groups[best.key]), (base[0], summary.groups[base[0].key])]
+
+
+def final_vs_eta(summary, path):
+    """Fig. 10 style: accuracy at the end of training against eta, one line per loss
+    family, the traditional loss as a horizontal band."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    families = {}
+    for r in summary.rows:
+        if r.seeds:
+            families.setdefault(r.variant, []).append(r)
+    style = _style(summary)
+    for ax, name in zip(axes, ("train_acc", "test_acc"), strict=True):
+        for variant, rows in families.items():
+            if variant in ("one-scale", "plain-ce"):
+                r = rows[0]
+                mean, std = r.stats[name]
+                color = style[r.key][1]
+                ax.axhline(100 * mean, color=color, ls=style[r.key][2], label=r.label)
+                if std == std:
+                    ax.axhspan(100 * (mean - std), 100 * (mean + std), color=color, alpha=0.1)
+                continue
+            rows = sorted(rows, key=lambda r: r.eta)
+            x = [r.eta for r in rows]
+            m = np.array([r.stats[name][0] for r in rows]) * 100
+            s = np.nan_to_num(np.array([r.stats[name][1] for r in rows]) * 100)
+            ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=variant,
+                        ls={"two-scale": "-", "fixed": "--", "separation": "-."}[variant])
+        ax.set_xscale("log")
+        ax.set_xlabel("η")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(("training set" if name == "train_acc" else "test set")
+                     + ", end of training")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(summary.experiment.title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def scales(summary, path):
+    """R(alpha) and the loss's scales R1, R2 (or R_s) over training, mean over seeds."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for _, (label, color, ls), runs in _groups(summary):
+        x = np.arange(1, runs[0].config.iterations + 1)
+        for name, ax, style in (("R", axes[0], ls), ("R1", axes[1], ls), ("R2", axes[1], ":"),
+                                ("Rs", axes[1], "-.")):
+            ys = np.array([r.history[name] for r in runs])
+            if np.all(np.isnan(ys)):
+                continue
+            ax.plot(x, np.nanmean(ys, axis=0), color=color, ls=style,
+                    label=f"{label}: {name}" if ax is axes[1] else label)
+    axes[0].set_title("R(α) = Π ||α^l||, Eq. (9)")
+    axes[1].set_title("scales of the loss: R1 (solid), R2 (dotted), R_s (dash-dot)")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(summary.experiment.title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def draw_all(summary, folder):
+    """Every figure that the experiment's results support, as PNGs in `folder`.
+
+    Returns the list of written paths.
+    """
+    if not any(summary.groups.values()):
+        return []
+    paths = [accuracy_curves(summary, os.path.join(folder, "accuracy.png")),
+             close_enough(summary, os.path.join(folder, "close_enough.png")),
+             top_k(summary, os.path.join(folder, "topk.png")),
+             scales(summary, os.path.join(folder, "scales.png"))]
+    if len({r.eta for r in summary.rows if r.eta is not None and r.seeds}) > 1:
+        paths.append(final_vs_eta(summary, os.path.join(folder, "final_vs_eta.png")))
+    first = next(runs for runs in summary.groups.values() if runs)
+    if "superclass_close_enough" in first[0].train:
+        paths.append(close_enough(summary, os.path.join(folder, "superclass_close_enough.png"),
+                                  superclass=True))
+    paths.append(histograms(summary, os.path.join(folder, "histograms.png")))
+    return [p for p in paths if p]

@@ -1,0 +1,66 @@
+"""From a RunConfig to the objects of one run: the network and its loss.
+
+Sec. 3.2: Gaussian alpha^0 from the seed; R1 = R(alpha^0), R2 = 10 R1 (Eq. (13));
+R_s = 10 for Eq. (17). The scales are passed explicitly (not left to the loss's
+first forward), so a run restored from a checkpoint keeps its saved scales.
+"""
+
+import numpy as np
+
+from .. import losses, models
+
+
+def build_model(config, num_classes, image_shape):
+    """The network of `config` for images (C, H, W) and K = num_classes outputs."""
+    dtype = np.dtype(config.dtype)
+    C, H, W = image_shape
+    if config.model == "mlp":
+        sizes = [C * H * W, *config.hidden, num_classes]
+        return models.mlp(sizes, bias=config.bias, seed=config.seed, dtype=dtype,
+                          gain=config.gain)
+    if H != W:
+        raise ValueError(f"lenet5 needs square images, got {H}x{W}")
+    return models.lenet5(num_classes=num_classes, in_channels=C, bias=config.bias,
+                         seed=config.seed, dtype=dtype, gain=config.gain, input_size=H)
+
+
+def build_loss(config, R0):
+    """The loss object of `config.variant`; R0 = R(alpha^0), Eq. (9).
+
+    plain-ce   Eq. (4) on the raw logits
+    one-scale  the paper's "traditional" loss: Eq. (13) with R2 := R1, R1 trainable
+    two-scale  Eq. (13), R1 and R2 trainable, Eq. (14)
+    fixed      Eq. (13) with constant R1 = R0, R2 = 10 R0, Eq. (16)
+    separation Eq. (17), R = R(alpha) live, R_s trainable, Eq. (18)
+    """
+    R1, R2 = float(R0), float(config.R2_factor * R0)
+    if config.variant == "plain-ce":
+        return losses.CrossEntropy()
+    if config.variant == "one-scale":
+        return losses.OneScale(R1=R1)
+    if config.variant == "two-scale":
+        return losses.TwoScale(config.eta, R1=R1, R2=R2, confidence=config.confidence)
+    if config.variant == "fixed":
+        return losses.TwoScale(config.eta, R1=R1, R2=R2, confidence=config.confidence,
+                               fixed=True)
+    if config.variant == "separation":
+        return losses.TwoScaleSeparation(config.eta, Rs=config.Rs0, R="live",
+                                         confidence=config.confidence)
+    raise ValueError(f"unknown variant {config.variant!r}")
+
+
+def loss_scales(loss):
+    """The loss's scales as floats: {'R1': .., 'R2': ..} / {'Rs': ..} / {}."""
+    return {name: float(value) for name, value in getattr(loss, "params", {}).items()}
+
+
+def well_classified_fraction(loss):
+    """Fraction of the last batch in the well-classified branch (dX >= eta) of
+    Eq. (13)/(16)/(17), from the loss's diagnostics `loss.last.second`."""
+    return float(np.mean(loss.last.second)) if loss.last.second.size else np.nan
+
+
+def batch_accuracy(loss):
+    """Accuracy of the last batch, Eq. (11) on the batch (#W_{0,B} / #B), judged by the
+    test-time classifier on the logits the loss just saw (`loss.last.correct`)."""
+    return loss.last.accuracy

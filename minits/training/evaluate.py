@@ -1,0 +1,148 @@
+"""Measures of performance of Sec. 3.1 on a whole data set (the training set TR or
+the test set T), from the test-time probabilities of the loss (Sec. 3.2: scale R1).
+
+The correct class is used only after the probabilities are computed.
+"""
+
+import numpy as np
+
+from .. import datasets, metrics
+
+AT_GRID = np.round(np.linspace(0.0, 0.05, 11), 6)
+"""Close-enough thresholds `at` (Fig. 2, 7: the paper looks at 0 < at < 0.05)."""
+
+ETA_GRID = np.array([0.0, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0])
+"""Thresholds for #W_{eta,I} as a function of eta (Sec. 2.2); W_{0,I} / #I is Eq. (11)."""
+
+MAX_TOP_K = 20
+
+
+def top_k_values(num_classes):
+    """k = 1..min(K, 20) for the top-k curves (Fig. 3)."""
+    return np.arange(1, min(num_classes, MAX_TOP_K) + 1)
+
+
+def to_inputs(dataset, index, dtype, standardize):
+    """Images dataset.images[index] -> float inputs (B, C, H, W) of `dtype`.
+
+    Pixels are divided by dataset.max_value (255, or 16 for digits) and, with
+    standardize=(mean, std), standardised per channel.
+    """
+    stats = None
+    if standardize is not None:
+        stats = (np.asarray(standardize[0]), np.asarray(standardize[1]))
+    return datasets.to_float(dataset.images[index], dtype, dataset.max_value, stats)
+
+
+def predict(model, loss, dataset, dtype, standardize, chunk=500, logits=False):
+    """Test-time probabilities of every object of `dataset`, chunk by chunk.
+
+    Returns proba (n, K) of `dtype` and, with logits=True, also the raw logits
+    X (n, K) (for the confidence dX of Sec. 2.2).
+    """
+    n = len(dataset.labels)
+    proba = None
+    raw = None
+    for start in range(0, n, chunk):
+        index = slice(start, min(n, start + chunk))
+        x = to_inputs(dataset, index, dtype, standardize)
+        p = loss.predict_proba(model, x)
+        if proba is None:
+            proba = np.empty((n, p.shape[1]), dtype=p.dtype)
+        proba[index] = p
+        if logits:
+            X = model.forward(x)
+            if raw is None:
+                raw = np.empty((n, X.shape[1]), dtype=X.dtype)
+            raw[index] = X
+    return (proba, raw) if logits else proba
+
+
+def mean_nll(labels, proba):
+    """Cross-entropy of the probabilities, Eq. (5) with Eq. (4): mean of -log p_{i(s)}."""
+    p_correct = proba[np.arange(len(labels)), labels].astype(np.float64)
+    return float(np.mean(-np.log(np.maximum(p_correct, np.finfo(np.float64).tiny))))
+
+
+def quick_measures(model, loss, dataset, dtype, standardize, chunk=500):
+    """(accuracy Eq. (11), mean cross-entropy) on `dataset`: the interval test evaluation.
+    Both are NaN when the probabilities are not finite (a diverged run, paper-notes §14)."""
+    proba = predict(model, loss, dataset, dtype, standardize, chunk)
+    if not np.all(np.isfinite(proba)):
+        return np.nan, np.nan
+    return float(metrics.accuracy(dataset.labels, proba)), mean_nll(dataset.labels, proba)
+
+
+def coarse_probabilities(proba, fine_to_coarse, num_coarse):
+    """Probability of each super-class: the sum of its fine classes' probabilities.
+
+    proba: (n, K); fine_to_coarse: (K,) ints -> (n, num_coarse). Used for the
+    close-enough performance on super-classes (Fig. 7).
+    """
+    fine_to_coarse = np.asarray(fine_to_coarse)
+    member = np.zeros((len(fine_to_coarse), num_coarse), dtype=proba.dtype)
+    known = np.flatnonzero(fine_to_coarse >= 0)  # -1: a fine class absent from the files
+    member[known, fine_to_coarse[known]] = 1
+    return proba @ member
+
+
+def full_measures(model, loss, dataset, dtype, standardize, superclass=False, per_object=False,
+                  chunk=500):
+    """Every measure of Sec. 3.1 on the whole of `dataset`.
+
+    Returns a dict of scalars and arrays:
+      accuracy (Eq. (11)), balanced_accuracy, nll, topk (k = top_k_values(K)),
+      close_enough (at = AT_GRID), W_fraction (#W_{eta,I}/#I for eta = ETA_GRID, raw dX);
+      with superclass: superclass_accuracy (Eq. (20)), superclass_close_enough;
+      with per_object: p_max, p_correct (n,), delta_p (Eq. (19), misclassified objects
+      only), pred, label, confidence dX (n,): the arrays behind the histograms of Figs. 4-6.
+    A diverged run (non-finite outputs) gets NaN measures rather than an error.
+    """
+    if superclass and getattr(dataset, "coarse_labels", None) is None:
+        raise ValueError(f"data set {dataset.name!r} has no coarse labels: "
+                         "super-class measures (Eq. (20)) need them")
+    y = dataset.labels
+    proba, X = predict(model, loss, dataset, dtype, standardize, chunk, logits=True)
+    ks = top_k_values(proba.shape[1])
+    out = {"topk_k": ks, "close_enough_at": AT_GRID, "W_eta": ETA_GRID}
+    if not (np.all(np.isfinite(proba)) and np.all(np.isfinite(X))):
+        return _diverged(out, len(y), ks, superclass, per_object)
+    dX = np.asarray(metrics.confidence(X, y))
+    out.update({
+        "accuracy": float(metrics.accuracy(y, proba)),
+        "balanced_accuracy": float(metrics.balanced_accuracy(y, proba)),
+        "nll": mean_nll(y, proba),
+        "topk": np.array([metrics.top_k_accuracy(y, proba, int(k)) for k in ks], dtype=float),
+        "close_enough": np.array([metrics.close_enough_accuracy(y, proba, float(a))
+                                  for a in AT_GRID], dtype=float),
+        "W_fraction": metrics.well_classified_count(dX, ETA_GRID) / len(y),
+    })
+    if superclass:
+        yc = dataset.coarse_labels
+        f2c = np.asarray(dataset.fine_to_coarse)
+        coarse = coarse_probabilities(proba, f2c, len(dataset.coarse_names))
+        out["superclass_accuracy"] = float(metrics.superclass_accuracy(yc, proba, f2c))
+        out["superclass_close_enough"] = np.array(
+            [metrics.close_enough_accuracy(yc, coarse, float(a)) for a in AT_GRID], dtype=float)
+    if per_object:
+        out["p_max"] = proba.max(axis=1).astype(np.float32)
+        out["p_correct"] = proba[np.arange(len(y)), y].astype(np.float32)
+        out["delta_p"] = np.asarray(metrics.delta_p(y, proba)).astype(np.float32)
+        out["pred"] = proba.argmax(axis=1).astype(np.int16)
+        out["label"] = np.asarray(y).astype(np.int16)
+        out["confidence"] = dX.astype(np.float32)
+    return out
+
+
+def _diverged(out, n, ks, superclass, per_object):
+    """The measures of a run whose outputs are not finite: NaN everywhere (same keys)."""
+    nan = np.nan
+    out.update(accuracy=nan, balanced_accuracy=nan, nll=nan, topk=np.full(len(ks), nan),
+               close_enough=np.full(len(AT_GRID), nan), W_fraction=np.full(len(ETA_GRID), nan))
+    if superclass:
+        out.update(superclass_accuracy=nan, superclass_close_enough=np.full(len(AT_GRID), nan))
+    if per_object:
+        out.update(p_max=np.full(n, nan, np.float32), p_correct=np.full(n, nan, np.float32),
+                   delta_p=np.zeros(0, np.float32), pred=np.full(n, -1, np.int16),
+                   label=np.full(n, -1, np.int16), confidence=np.full(n, nan, np.float32))
+    return out

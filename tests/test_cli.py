@@ -1,0 +1,223 @@
+"""The minits command: argument checks before any work, the offline demo, reports,
+Ctrl-C and resume through the real command, and the real-data MNIST check (Fig. 9)."""
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import shared_data_dir
+
+from minits import cli, datasets
+from minits.training import results, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def needs_digits():
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+
+
+def minits_env(**extra):
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **extra}
+    env.pop("MINITS_DATA", None)
+    return env
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+@pytest.mark.parametrize("argv,message", [
+    (["reproduce", "mnist9"], "invalid choice: 'mnist9'"),
+    (["reproduce", "mnist", "--etas", "0"], "eta must be a finite number > 0"),
+    (["reproduce", "mnist", "--etas", "0.1,-1"], "eta must be a finite number > 0"),
+    (["reproduce", "mnist", "--etas", "abc"], "eta must be a number"),
+    (["reproduce", "mnist", "--seeds", "0"], "must be >= 1"),
+    (["reproduce", "mnist", "--jobs", "0"], "must be >= 1"),
+    (["reproduce", "mnist", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["compare", "--dataset", "mnist", "--superclass"], "needs a data set with coarse labels"),
+    (["train", "--dataset", "cifar10", "--superclass"], "needs a data set with coarse labels"),
+    (["train", "--dataset", "mnist", "--variant", "one-scale", "--eta", "0.1"],
+     "--eta does not apply"),
+    (["train", "--dataset", "mnist", "--eta", "-3"], "must be a finite number > 0"),
+    (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+    (["demo", "--gain", "0"], "must be a finite number > 0"),
+    (["demo", "--iterations", "-5"], "must be >= 1"),
+])
+def test_bad_arguments_stop_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_data_is_a_clear_error_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MINITS_DATA", raising=False)
+    monkeypatch.setenv("MINITS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code = cli.main(["reproduce", "mnist", "--data-dir", str(tmp_path / "nothing"),
+                     "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "minits: error:" in err and "mnist" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_the_figures():
+    text = cli.build_parser().format_help()
+    assert "reproduce" in text and "demo" in text
+    sub = subprocess.run([sys.executable, "-m", "minits", "reproduce", "--help"],
+                         capture_output=True, text=True, env=minits_env(), cwd=ROOT, timeout=60)
+    assert sub.returncode == 0
+    for name in ("mnist", "cifar10", "cifar10-fixed", "cifar10-separation", "cifar100"):
+        assert name in sub.stdout
+
+
+# ----------------------------------------------------------------------------- demo, report
+
+def test_demo_runs_offline_and_writes_table_and_figures(tmp_path, capsys, monkeypatch):
+    needs_digits()
+    monkeypatch.delenv("MINITS_DATA", raising=False)
+    monkeypatch.setenv("MINITS_OFFLINE", "1")
+    out = tmp_path / "demo"
+    code = cli.main(["demo", "--out", str(out), "--seeds", "2", "--iterations", "40",
+                     "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "traditional" in printed and "two-scale η=0.01" in printed
+    rows = read_csv(out / "summary.csv")
+    assert rows[0]["variant"] == "one-scale" and {r["variant"] for r in rows} >= {"two-scale"}
+    assert all(r["seeds"] == "2" for r in rows)
+    for r in rows:
+        assert 0 <= float(r["train_acc_mean"]) <= 1 and float(r["test_acc_std"]) >= 0
+    for name in ("accuracy", "close_enough", "topk", "histograms", "scales"):
+        png = out / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert (out / "summary.txt").read_text().splitlines()[0].startswith("Demo")
+    assert not (out / ".lock").exists()
+
+    # report: the same table again, from the files alone
+    assert cli.main(["report", str(out), "--no-figures"]) == 0
+    assert "two-scale η=0.01" in capsys.readouterr().out
+
+
+def test_report_of_a_folder_that_is_not_a_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["report", str(tmp_path)])
+    assert "not a run folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+def _results(out):
+    found = {}
+    for root, _, names in os.walk(os.path.join(out, "runs")):
+        for name in names:
+            if name.endswith(".npz") and not name.endswith(".ckpt.npz"):
+                found[os.path.relpath(os.path.join(root, name), out)] = os.path.join(root, name)
+    return found
+
+
+def test_ctrl_c_then_rerun_loses_nothing(tmp_path):
+    """SIGINT to `minits ... --jobs 2` mid-sweep: the runs checkpoint and stop (exit 130);
+    the same command again completes, and every number equals an uninterrupted run."""
+    needs_digits()
+    args = ["compare", "--dataset", "digits", "--etas", "0.01", "--variants", "one-scale",
+            "two-scale", "--seeds", "2", "--iterations", "1000", "--eval-every", "500",
+            "--hidden", "16", "--no-figures"]
+    env = minits_env(MINITS_OFFLINE="1")
+    cut = str(tmp_path / "cut")
+    proc = subprocess.Popen([sys.executable, "-m", "minits", *args, "--jobs", "2", "--out", cut],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        ckpts = [n for _, _, names in os.walk(cut) for n in names if n.endswith(".ckpt.npz")]
+        if ckpts:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Stopping" in stderr and "resume" in stderr
+    interrupted = _results(cut)
+    assert len(interrupted) < 4
+
+    again = subprocess.run([sys.executable, "-m", "minits", *args, "--out", cut], env=env,
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"[1-9] to resume", again.stderr), again.stderr
+    finished = _results(cut)
+    assert len(finished) == 4
+    for name, path in interrupted.items():  # finished before Ctrl-C: not computed again
+        assert os.stat(finished[name]).st_mtime_ns == os.stat(path).st_mtime_ns
+
+    # every number equals an uninterrupted run of the same configuration
+    train_set, test_set = datasets.load("digits", "train"), datasets.load("digits", "test")
+    for name, path in finished.items():
+        resumed = results.load(path)
+        whole = train(resumed.config, train_set, test_set)
+        for key, value in whole.history.arrays.items():
+            assert np.array_equal(value, resumed.history[key], equal_nan=True), (name, key)
+        for key, value in whole.test.items():
+            assert np.array_equal(value, resumed.test[key], equal_nan=True), (name, key)
+
+
+# ----------------------------------------------------------------------------- real data
+
+@pytest.mark.slow
+def test_reproduce_mnist_quick_on_real_data(tmp_path, capsys):
+    """The CI check of Fig. 9: a short MNIST sweep, 2 seeds, runs, writes its table and
+    figures, and eta = 100 is the traditional loss on every batch (Sec. 3.3)."""
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("MNIST not available: set MINITS_DATA to the shared data folder")
+    out = tmp_path / "mnist"
+    code = cli.main(["reproduce", "mnist", "--preset", "quick", "--seeds", "2",
+                     "--iterations", "200", "--eval-every", "50", "--etas", "0.01", "100",
+                     "--jobs", "2", "--data-dir", data, "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "η=100 identical to traditional on every batch and test evaluation: yes (2/2 seeds)" \
+        in printed
+    rows = {(r["variant"], r["eta"]): r for r in read_csv(out / "summary.csv")}
+    assert set(rows) == {("one-scale", ""), ("plain-ce", ""), ("two-scale", "0.01"),
+                         ("two-scale", "100")}
+    assert rows[("two-scale", "100")]["identical_to_traditional"] == "2/2"
+    assert float(rows[("two-scale", "100")]["delta_train_pp"]) == 0
+    assert rows[("two-scale", "0.01")]["paper_delta_train_pp"] == "7.1"
+    for r in rows.values():
+        assert r["seeds"] == "2" and r["scale_alarms"] == "0"
+        assert float(r["test_acc_mean"]) > 0.8  # 200 SGD steps learn MNIST well past chance
+    for name in ("accuracy", "close_enough", "topk", "histograms", "final_vs_eta"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    base = results.load(out / "runs" / "one-scale" / "seed-001.npz")
+    same = results.load(out / "runs" / "two-scale_eta=100" / "seed-001.npz")
+    assert np.array_equal(base.history["batch_acc"], same.history["batch_acc"])
+    assert np.array_equal(base.history["test_acc"], same.history["test_acc"])
+
+
+def test_demo_without_scikit_learn_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    from minits.experiments import executor
+
+    monkeypatch.setattr(executor, "_DATA", {})
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    code = cli.main(["demo", "--out", str(tmp_path / "demo")])
+    assert code == 2
+    assert "pip install minits[digits]" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

@@ -1,0 +1,255 @@
+"""Experiments: the paper's figures as presets, sweeps into resumable run folders,
+the executor, and the summary table (mean ± std over seeds, paired differences,
+the paper's numbers beside ours)."""
+
+import csv
+import io
+import math
+import os
+
+import numpy as np
+import pytest
+from test_training_loop import tiny_dataset
+
+from minits.experiments import Experiment, executor, figure, presets, rundir, summary
+from minits.experiments.sweep import plan, run_experiment
+from minits.training import checkpoint, results
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """A tiny data set the executor finds under the name 'tiny' (in this process)."""
+    monkeypatch.setattr(executor, "_DATA", {})
+    executor.remember_split("tiny", "train", None, tiny_dataset(96, "train", 1))
+    executor.remember_split("tiny", "test", None, tiny_dataset(40, "test", 2))
+
+
+def tiny_experiment(seeds=2, iterations=14, variants=(("one-scale", None), ("two-scale", 1e6),
+                                                       ("two-scale", 0.01))):
+    return Experiment(name="tiny", title="tiny test", dataset="tiny", variants=variants,
+                      seeds=tuple(range(seeds)),
+                      run={"hidden": (8,), "batch_size": 16, "iterations": iterations,
+                           "eval_every": 5, "dtype": "float64"},
+                      paper={"two-scale_eta=0.01": {"train_delta": 7.1, "test_delta": 6.7,
+                                                    "note": "a note"}})
+
+
+def files(out):
+    found = {}
+    for root, _, names in os.walk(out):
+        for name in names:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, out)] = os.stat(path).st_mtime_ns
+    return found
+
+
+# ----------------------------------------------------------------------------- presets
+
+def test_every_figure_has_both_presets():
+    for name in presets.FIGURES:
+        for preset in presets.PRESETS:
+            exp = figure(name, preset)
+            assert exp.variants[0] == ("one-scale", None)  # the baseline comes first
+            assert exp.run["eval_every"] <= exp.iterations
+            assert len(exp.runs()) == len(exp.variants) * len(exp.seeds)
+
+
+def test_paper_presets_follow_the_paper():
+    mnist = figure("mnist", "paper")
+    assert (mnist.iterations, mnist.run["eval_every"], len(mnist.seeds)) == (1000, 100, 30)
+    assert mnist.run["model"] == "mlp" and mnist.run["hidden"] == (128,)
+    assert [e for v, e in mnist.variants if v == "two-scale"] == [0.01, 0.1, 1.0, 10.0, 100.0]
+    assert mnist.standardize == "none"
+    c10 = figure("cifar10", "paper")
+    assert c10.run["model"] == "lenet5" and len(c10.seeds) == 10 and c10.standardize == "channel"
+    assert 19000 <= c10.iterations <= 19600 and c10.run["eval_every"] == 2000
+    assert figure("cifar10-fixed", "paper").iterations == 4000
+    assert {v for v, _ in figure("cifar10-fixed", "paper").variants} == {"one-scale", "fixed"}
+    assert "separation" in {v for v, _ in figure("cifar10-separation", "paper").variants}
+    c100 = figure("cifar100", "paper")
+    assert c100.run["superclass"] and c100.dataset == "cifar100"
+    assert c100.iterations == 128 * (50000 // 128)
+    assert mnist.paper["two-scale_eta=0.01"]["train_delta"] == 7.1
+    assert c100.paper["two-scale_eta=0.01"]["train_delta"] == 13.4
+
+
+def test_preset_overrides():
+    exp = figure("mnist", "quick", seeds=2, etas=[0.5], iterations=40, confidence="normalized",
+                 gain=2.0)
+    assert exp.seeds == (0, 1) and exp.iterations == 40 and exp.run["eval_every"] <= 40
+    assert ("two-scale", 0.5) in exp.variants
+    cfg = exp.configs()[0]
+    assert cfg.confidence == "normalized" and cfg.gain == 2.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(name="mnist9"), "unknown figure"),
+    (dict(preset="long"), "unknown preset"),
+    (dict(seeds=0), "seeds must be an integer >= 1"),
+    (dict(etas=[0.0]), "eta must be a finite number > 0"),
+    (dict(etas=[-1.0]), "eta must be a finite number > 0"),
+    (dict(etas=[]), "at least one"),
+    (dict(iterations=0), "iterations"),
+])
+def test_bad_figure_arguments_are_refused(kwargs, message):
+    args = {"name": "mnist", "preset": "quick", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        figure(args.pop("name"), args.pop("preset"), **args)
+
+
+def test_experiment_validation():
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        tiny_experiment(seeds=0)
+    with pytest.raises(ValueError, match="eta must be"):
+        tiny_experiment(variants=(("two-scale", -0.1),))
+    with pytest.raises(ValueError, match="duplicate"):
+        tiny_experiment(variants=(("one-scale", None), ("one-scale", None)))
+    with pytest.raises(ValueError, match="coarse labels"):
+        Experiment(name="x", title="x", dataset="mnist", variants=(("one-scale", None),),
+                   seeds=(0,), run={"superclass": True})
+
+
+def test_compare_and_demo_builders():
+    exp = presets.compare("mnist", etas=(0.01, 1.0), variants=("two-scale", "one-scale",
+                                                               "fixed"), seeds=2)
+    assert exp.variants[0] == ("one-scale", None)
+    assert set(exp.variants) == {("one-scale", None), ("two-scale", 0.01), ("two-scale", 1.0),
+                                 ("fixed", 0.01), ("fixed", 1.0)}
+    demo = presets.demo()
+    assert demo.dataset == "digits" and demo.variants[0] == ("one-scale", None)
+    assert any(v == "two-scale" for v, _ in demo.variants)
+
+
+# ----------------------------------------------------------------------------- summary
+
+def test_summary_statistics_deltas_and_identity(tmp_path, tiny):
+    exp = tiny_experiment()
+    table, stopped, outcomes = run_experiment(exp, str(tmp_path), show_progress=False)
+    assert not stopped and [o.status for o in outcomes] == ["done"] * 6
+    groups = table.groups
+    base = {r.config.seed: r for r in groups["one-scale"]}
+    for row in table.rows:
+        runs = groups[row.key]
+        acc = [r.test["accuracy"] for r in runs]
+        assert row.seeds == 2
+        assert row.stats["test_acc"][0] == pytest.approx(np.mean(acc))
+        assert row.stats["test_acc"][1] == pytest.approx(np.std(acc, ddof=1))
+        if row.variant != "one-scale":
+            d = np.mean([r.train["accuracy"] - base[r.config.seed].train["accuracy"]
+                         for r in runs])
+            assert row.delta_train == pytest.approx(100 * d)
+    huge = next(r for r in table.rows if r.eta == 1e6)
+    assert huge.identical == (2, 2) and huge.delta_train == 0 and huge.delta_test == 0
+    text = summary.format_table(table)
+    assert "identical to traditional on every batch and test evaluation: yes (2/2 seeds)" in text
+    assert "+7.1 / +6.7; a note" in text
+    assert "traditional" in text and "two-scale η=0.01" in text
+
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))
+    assert list(rows[0])[:7] == ["variant", "eta", "seeds", "train_acc_mean", "train_acc_std",
+                                 "test_acc_mean", "test_acc_std"]
+    assert [(r["variant"], r["eta"]) for r in rows] == [("one-scale", ""), ("two-scale", "1e+06"),
+                                                       ("two-scale", "0.01")]
+    for r, row in zip(rows, table.rows, strict=True):
+        assert float(r["test_acc_mean"]) == pytest.approx(row.stats["test_acc"][0], rel=1e-5)
+        assert int(r["seeds"]) == 2
+    assert rows[2]["paper_delta_train_pp"] == "7.1" and rows[0]["delta_train_pp"] == ""
+    assert rows[1]["identical_to_traditional"] == "2/2"
+    assert (tmp_path / "summary.txt").read_text() == text
+
+
+def test_mean_std_of_one_seed_has_no_std():
+    assert summary.mean_std([0.5])[0] == 0.5 and math.isnan(summary.mean_std([0.5])[1])
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def test_rerun_skips_finished_runs(tmp_path, tiny):
+    exp = tiny_experiment(seeds=1, variants=(("one-scale", None),))
+    run_experiment(exp, str(tmp_path), show_progress=False)
+    before = files(tmp_path)
+    assert "runs/one-scale/seed-000.npz" in before and "config.json" in before
+    the_plan = plan(exp, str(tmp_path))
+    assert (the_plan.done, the_plan.partial, the_plan.new, the_plan.tasks) == (1, 0, 0, [])
+    _, _, outcomes = run_experiment(exp, str(tmp_path), show_progress=False)
+    assert outcomes == []
+    after = files(tmp_path)
+    assert after["runs/one-scale/seed-000.npz"] == before["runs/one-scale/seed-000.npz"]
+    # more seeds later: only the new one is computed
+    _, _, outcomes = run_experiment(tiny_experiment(seeds=2, variants=(("one-scale", None),)),
+                                    str(tmp_path), show_progress=False)
+    assert [(o.key, o.seed) for o in outcomes] == [("one-scale", 1)]
+
+
+def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, tiny):
+    exp = tiny_experiment(seeds=2, variants=(("one-scale", None), ("two-scale", 0.01)))
+    reference, _, _ = run_experiment(exp, str(tmp_path / "ref"), show_progress=False)
+
+    out = str(tmp_path / "cut")
+    tasks = plan(exp, out).tasks
+    steps = []
+
+    class Stop:  # Ctrl-C arriving after the 9th step
+        def is_set(self):
+            return len(steps) >= 9
+
+    first = executor.run_task(tasks[1], stop=Stop(), progress=steps.append)
+    assert first.status == "interrupted"
+    assert checkpoint.saved_iteration(tasks[1].checkpoint_path) == 9
+    assert executor.run_task(tasks[0]).status == "done"
+    the_plan = plan(exp, out)
+    assert (the_plan.done, the_plan.partial, the_plan.new) == (1, 1, 2)
+    assert the_plan.tasks[0].start == 9
+    resumed, stopped, outcomes = run_experiment(exp, out, show_progress=False)
+    assert not stopped and len(outcomes) == 3
+    assert not os.path.exists(tasks[1].checkpoint_path)
+    for key, runs in reference.groups.items():
+        for a, b in zip(runs, resumed.groups[key], strict=True):
+            for name, value in a.history.arrays.items():
+                assert np.array_equal(value, b.history[name], equal_nan=True), (key, name)
+            assert a.test["accuracy"] == b.test["accuracy"]
+
+
+def test_a_folder_holding_another_experiment_is_refused(tmp_path, tiny):
+    run_experiment(tiny_experiment(seeds=1), str(tmp_path), show_progress=False)
+    with pytest.raises(ValueError, match="iterations: 14 on disk vs 20 now"):
+        run_experiment(tiny_experiment(seeds=1, iterations=20), str(tmp_path),
+                       show_progress=False)
+
+
+def test_results_files_round_trip(tmp_path, tiny):
+    table, _, _ = run_experiment(tiny_experiment(seeds=1, variants=(("two-scale", 0.01),)),
+                                 str(tmp_path), show_progress=False)
+    path = tmp_path / "runs" / "two-scale_eta=0.01" / "seed-000.npz"
+    loaded = results.load(path)
+    original = table.groups["two-scale_eta=0.01"][0]
+    assert loaded.config == original.config
+    assert set(loaded.test) == set(original.test)
+    assert loaded.test["p_max"].shape == (40,) and loaded.test["label"].shape == (40,)
+    assert results.read_config(path).eta == 0.01
+
+
+def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
+    (tmp_path / ".lock").write_text(f"{os.getppid()}\n")  # a live process that is not us
+    with pytest.raises(RuntimeError, match="in use by another minits process"):
+        with rundir.lock(str(tmp_path)):
+            pass
+    (tmp_path / ".lock").write_text("999999999\n")  # no such process
+    with rundir.lock(str(tmp_path)):
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_worker_processes_give_the_same_results(tmp_path):
+    """--jobs 2: spawned workers, one BLAS thread each, same numbers as in-process."""
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+    exp = presets.compare("digits", etas=(0.01,), variants=("one-scale", "two-scale"), seeds=1,
+                          iterations=30, eval_every=10, hidden=(16,))
+    here, _, _ = run_experiment(exp, str(tmp_path / "one"), jobs=1, show_progress=False)
+    pool, stopped, outcomes = run_experiment(exp, str(tmp_path / "two"), jobs=2,
+                                             show_progress=False)
+    assert not stopped and sorted(o.status for o in outcomes) == ["done", "done"]
+    for key, runs in here.groups.items():
+        assert np.array_equal(runs[0].history["batch_acc"], pool.groups[key][0].history[
+            "batch_acc"])
+        assert runs[0].test["accuracy"] == pool.groups[key][0].test["accuracy"]

@@ -1,0 +1,238 @@
+"""The training loop of one run (Sec. 3.2): records, checkpoints and exact resume.
+
+Runs use a tiny synthetic data set and a small float64 mlp, so every test is fast
+and every comparison can be exact (bit for bit).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from minits.datasets import Dataset
+from minits.scale import scale_R
+from minits.training import RunConfig, checkpoint, epoch_order, steps_per_epoch, train
+from minits.training.build import build_loss, build_model
+from minits.training.history import evaluation_iterations
+
+
+def tiny_dataset(n, split, seed, K=3, coarse=False):
+    """(n, 1, 4, 4) uint8 images whose class is the argmax of a fixed projection: learnable."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 1, 4, 4), dtype=np.uint8)
+    W = np.random.default_rng(99).normal(size=(16, K))
+    labels = np.argmax(images.reshape(n, -1) / 255.0 @ W, axis=1)  # bias-free separable
+    extra = {}
+    if coarse:  # K = 4 fine classes in 2 super-classes
+        f2c = np.array([0, 0, 1, 1])
+        extra = dict(coarse_labels=f2c[labels], coarse_names=("a", "b"), fine_to_coarse=f2c)
+    return Dataset(images=images, labels=labels, name="tiny", split=split,
+                   class_names=tuple(str(k) for k in range(K)), **extra)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset(96, "train", 1), tiny_dataset(40, "test", 2)
+
+
+def config(**changes):
+    base = dict(dataset="tiny", variant="two-scale", eta=0.01, hidden=(8,), batch_size=16,
+                iterations=20, eval_every=6, dtype="float64", seed=3)
+    return RunConfig(**{**base, **changes})
+
+
+def params(model):
+    return [p.copy() for layer in model.linear_layers() for p in layer.params.values()]
+
+
+# ----------------------------------------------------------------------------- batch order
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    a = epoch_order(5, 2, 50)
+    assert np.array_equal(np.sort(a), np.arange(50))
+    assert np.array_equal(a, epoch_order(5, 2, 50))
+    assert not np.array_equal(a, epoch_order(5, 3, 50))
+    assert not np.array_equal(a, epoch_order(6, 2, 50))
+
+
+def test_steps_per_epoch_drops_the_partial_batch_and_refuses_tiny_sets():
+    assert steps_per_epoch(60000, 128) == 468
+    assert steps_per_epoch(128, 128) == 1
+    with pytest.raises(ValueError, match="batch_size 128 is larger"):
+        steps_per_epoch(100, 128)
+
+
+def test_evaluation_iterations_start_at_zero_and_end_at_the_last():
+    assert evaluation_iterations(1000, 100).tolist() == list(range(0, 1001, 100))
+    assert evaluation_iterations(25, 10).tolist() == [0, 10, 20, 25]
+
+
+# ----------------------------------------------------------------------------- the records
+
+def test_history_follows_the_protocol(data):
+    train_set, test_set = data
+    cfg = config()
+    result = train(cfg, train_set, test_set)
+    h = result.history
+    R0 = scale_R(build_model(cfg, 3, (1, 4, 4)))
+    # Sec. 3.2: R1 = R(alpha^0), R2 = 10 R1 at the first step; R is R(alpha) before each step
+    assert h["R1"][0] == pytest.approx(R0, rel=1e-12)
+    assert h["R2"][0] == pytest.approx(10 * R0, rel=1e-12)
+    assert h["R"][0] == pytest.approx(R0, rel=1e-12)
+    assert np.all(np.isnan(h["Rs"]))
+    for name in ("batch_acc", "batch_loss", "R", "R1", "R2", "frac_well"):
+        assert h[name].shape == (20,) and np.all(np.isfinite(h[name])), name
+    assert np.all((h["batch_acc"] >= 0) & (h["batch_acc"] <= 1))
+    # batch accuracies are multiples of 1/16 (batches of exactly batch_size objects)
+    assert np.allclose(h["batch_acc"] * 16, np.round(h["batch_acc"] * 16))
+    assert h["eval_iteration"].tolist() == [0, 6, 12, 18, 20]
+    assert np.all(np.isfinite(h["test_acc"]))
+    assert result.test["accuracy"] == h["test_acc"][-1]
+    assert h.scale_alarm_iteration == -1 and result.scale_alarm == ""
+    assert result.completed and result.iteration == 20
+
+
+def test_training_learns_the_tiny_problem(data):
+    train_set, test_set = data
+    result = train(config(iterations=150, eval_every=50, variant="one-scale", eta=None),
+                   train_set, test_set)
+    assert result.history["test_acc"][0] < 0.7
+    assert result.train["accuracy"] > 0.8
+
+
+def test_one_scale_and_plain_ce_have_no_branch_fraction(data):
+    for variant in ("one-scale", "plain-ce"):
+        h = train(config(variant=variant, eta=None, iterations=4), *data).history
+        assert np.all(np.isnan(h["frac_well"]))
+    h = train(config(variant="plain-ce", eta=None, iterations=4), *data).history
+    assert np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R"]))
+    h = train(config(variant="separation", iterations=4), *data).history
+    assert h["Rs"][0] == 10.0 and np.all(np.isnan(h["R1"]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_parameters_keep_their_dtype(data, dtype):
+    train_set, test_set = data
+    cfg = config(dtype=dtype, iterations=3)
+    result = train(cfg, train_set, test_set, checkpoint_path=None, max_iterations=None)
+    assert result.test["p_max"].dtype == np.float32  # stored compactly
+    model = build_model(cfg, 3, (1, 4, 4))
+    assert all(p.dtype == np.dtype(dtype) for p in params(model))
+
+
+def test_huge_eta_is_the_traditional_loss_bit_for_bit(data):
+    """Sec. 3.3: eta = 100 'had the exact same accuracy on each batch' as the traditional
+    loss; with no object in the R2 case every number of the run agrees exactly."""
+    a = train(config(variant="two-scale", eta=1e6), *data)
+    b = train(config(variant="one-scale", eta=None), *data)
+    for name in ("batch_acc", "batch_loss", "R", "R1", "test_acc"):
+        assert np.array_equal(a.history[name], b.history[name]), name
+    assert np.all(a.history["frac_well"] == 0)
+
+
+def test_a_scale_going_negative_is_reported_loudly(data):
+    """Paper-notes §14: tiny initial scales and a big step push R1 below zero."""
+    messages = []
+    cfg = config(gain=0.5, lr=5.0, hidden=(16,))
+    result = train(cfg, *data, log=messages.append)
+    h = result.history
+    bad = np.flatnonzero(~(h["R1"] > 0))
+    assert bad.size, "the setting was meant to drive R1 below zero"
+    assert h.scale_alarm_iteration == bad[0] - 1  # alarm after the step that made it <= 0
+    assert len(messages) == 1 and "R1" in messages[0] and "<= 0" in messages[0]
+    assert result.scale_alarm == messages[0]
+    assert result.completed  # the run still ends, with its results flagged
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize("variant,eta,stop_at", [
+    ("two-scale", 0.01, 3),     # mid-epoch (6 steps an epoch)
+    ("two-scale", 0.01, 6),     # exactly at an epoch boundary (and an evaluation)
+    ("separation", 0.01, 13),   # second epoch, Rs trainable
+    ("plain-ce", None, 1),
+])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, variant, eta, stop_at):
+    train_set, test_set = data
+    cfg = config(variant=variant, eta=eta)
+    whole = train(cfg, train_set, test_set)
+
+    path = tmp_path / "run.ckpt.npz"
+    first = train(cfg, train_set, test_set, checkpoint_path=path, max_iterations=stop_at)
+    assert not first.completed and first.iteration == stop_at
+    assert checkpoint.saved_iteration(path) == stop_at
+    assert np.all(np.isnan(first.history["batch_acc"][stop_at:]))
+    rest = train(cfg, train_set, test_set, checkpoint_path=path)
+    assert rest.completed
+    for name, value in whole.history.arrays.items():
+        assert np.array_equal(value, rest.history[name], equal_nan=True), name
+    for split in ("train", "test"):
+        for name, value in getattr(whole, split).items():
+            assert np.array_equal(value, getattr(rest, split)[name], equal_nan=True), name
+    assert whole.final_scales == rest.final_scales
+
+
+def test_stop_flag_saves_a_checkpoint_and_returns(tmp_path, data):
+    class StopAfter:
+        def __init__(self, n):
+            self.calls, self.n = 0, n
+
+        def is_set(self):
+            self.calls += 1
+            return self.calls >= self.n
+
+    path = tmp_path / "c.npz"
+    result = train(config(), *data, checkpoint_path=path, stop=StopAfter(4))
+    assert not result.completed and result.iteration == 4
+    assert checkpoint.saved_iteration(path) == 4
+
+
+def test_checkpoints_are_written_every_epoch(tmp_path, data, monkeypatch):
+    saved = []
+    real = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save",
+                        lambda path, cfg, it, *a: (saved.append(it), real(path, cfg, it, *a)))
+    train(config(iterations=20), *data, checkpoint_path=tmp_path / "c.npz", checkpoint_every=5)
+    assert saved == [5, 6, 10, 12, 15, 18]  # every epoch (6 steps) and every 5 iterations
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path, data):
+    path = tmp_path / "c.npz"
+    train(config(), *data, checkpoint_path=path, max_iterations=2)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(config(eta=0.1), *data, checkpoint_path=path)
+
+
+def test_checkpoint_round_trip_restores_parameters_and_scales(tmp_path):
+    cfg = config()
+    model = build_model(cfg, 3, (1, 4, 4))
+    loss = build_loss(cfg, scale_R(model))
+    loss.params["R1"], loss.params["R2"] = 1.2345678901234567, 9.87654321
+    from minits.training.history import History
+
+    history = History(cfg.iterations, cfg.eval_every)
+    history.record_step(0, batch_acc=0.5)
+    checkpoint.save(tmp_path / "c.npz", cfg, 1, model, loss, history)
+    other = build_model(cfg.replace(seed=4), 3, (1, 4, 4))
+    other_loss = build_loss(cfg, 1.0)
+    t, h = checkpoint.load(tmp_path / "c.npz", cfg.replace(), other, other_loss)
+    assert t == 1 and h["batch_acc"][0] == 0.5
+    for a, b in zip(params(model), params(other), strict=True):
+        assert np.array_equal(a, b) and a.dtype == b.dtype
+    assert other_loss.params == loss.params
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_superclass_measures_need_coarse_labels(data):
+    with pytest.raises(ValueError, match="coarse labels"):
+        train(config(superclass=True), *data)
+
+
+def test_superclass_measures_with_coarse_labels():
+    train_set = tiny_dataset(64, "train", 1, K=4, coarse=True)
+    test_set = tiny_dataset(32, "test", 2, K=4, coarse=True)
+    result = train(config(superclass=True, iterations=8), train_set, test_set)
+    for split in (result.train, result.test):
+        assert split["superclass_accuracy"] >= split["accuracy"]  # a right class is a right
+        assert split["superclass_close_enough"].shape == split["close_enough"].shape
+        assert np.all(np.diff(split["superclass_close_enough"]) >= 0)
