@@ -12,6 +12,10 @@ class ReLU(Layer):
     Backward: dx = dout * [x > 0]. At the kink x = 0 the derivative is taken as 0
     (the subgradient PyTorch also uses). The output keeps the input's memory
     layout (NumPy's order="K"), so channel-first stays channel-first.
+
+    In a network, Sequential runs a ReLU that is followed by a MaxPool2d *after*
+    the pooling (the two commute, see Sequential), so here it sees a quarter of
+    the data.
     """
 
     def __init__(self):
@@ -25,7 +29,9 @@ class ReLU(Layer):
     def backward(self, dout, input_grad=True):
         if not input_grad:
             return None
-        return np.where(self._positive, dout, 0)
+        # multiplying by the boolean mask gives the same numbers as
+        # np.where(mask, dout, 0) for finite dout (up to the sign of zero) about 5x faster
+        return dout * self._positive
 
 
 def softmax(x, axis=-1):

@@ -22,6 +22,7 @@ class Layer:
     def __init__(self):
         self.params = {}
         self.grads = {}
+        self._scratch = {}  # work arrays reused across calls, see scratch()
 
     def forward(self, x):
         raise NotImplementedError
@@ -39,6 +40,20 @@ class Layer:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def scratch(layer, name, shape, dtype):
+    """A work array of the layer that is reused from call to call; contents undefined.
+
+    Reusing a large temporary saves NumPy the allocation and the operating system
+    the page faults of fresh memory on every step. Only for arrays that never leave
+    the layer (never an output): the same memory is overwritten at the next call.
+    A new array is made when the shape or dtype changes (the last, smaller batch).
+    """
+    a = layer._scratch.get(name)
+    if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+        a = layer._scratch[name] = np.empty(shape, dtype)
+    return a
 
 
 def as_rng(rng):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .base import Layer, check_dtype, check_input, gaussian
+from .base import Layer, check_dtype, check_input, gaussian, scratch
 from .im2col import col2im, conv_output_size, im2col, pad
 
 
@@ -60,8 +60,11 @@ class Conv2d(Layer):
         N, F, Ho, Wo = self.output_shape(x.shape)
         xc = pad(x.transpose(1, 0, 2, 3), self.padding)  # channel-first view (C, N, H, W)
         self._padded_shape = xc.shape
-        self._cols = im2col(xc, self.kernel_size, self.stride)
-        out = self.params["W"].reshape(F, -1) @ self._cols  # (F, N*Ho*Wo)
+        # the columns (30 MB for conv1 of LeNet-5) live in a work array that every
+        # call reuses; backward needs them for dW
+        cols = scratch(self, "cols", (xc.shape[0] * self.kernel_size ** 2, N * Ho * Wo), x.dtype)
+        self._cols = im2col(xc, self.kernel_size, self.stride, out=cols)
+        out = self.params["W"].reshape(F, -1) @ cols  # (F, N*Ho*Wo), the one wide GEMM
         if "b" in self.params:
             out += self.params["b"][:, None]
         return out.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3)
@@ -76,7 +79,8 @@ class Conv2d(Layer):
             np.sum(dout2, axis=1, out=self.grads["b"])
         if not input_grad:
             return None
-        dxp = col2im(W2.T @ dout2, self._padded_shape, self.kernel_size, self.stride)
+        dcols = np.matmul(W2.T, dout2, out=scratch(self, "dcols", self._cols.shape, dout.dtype))
+        dxp = col2im(dcols, self._padded_shape, self.kernel_size, self.stride)
         p = self.padding
         H, W = self._padded_shape[2] - 2 * p, self._padded_shape[3] - 2 * p
         return dxp[:, :, p:p + H, p:p + W].transpose(1, 0, 2, 3)

@@ -16,6 +16,8 @@ offset sees for every output position at once:
 
 col2im is the adjoint: it adds each offset's slice back where it came from.
 Where windows overlap (stride < k) a pixel receives several contributions.
+Both run in two stages (columns first, then rows) so that NumPy copies long
+contiguous runs; see im2col.
 """
 
 import numpy as np
@@ -47,20 +49,35 @@ def im2col(x, kernel_size, stride, out=None):
     Inputs:
         x: (C, N, Hp, Wp), any strides, already padded
         kernel_size k, stride s
-        out: optional buffer of C*k*k*N*Ho*Wo elements to write into (reused across steps)
+        out: optional array of C*k*k*N*Ho*Wo elements to write into (a work array
+             reused across steps); it must reshape to (C, k, k, N, Ho, Wo) without a copy
     Returns:
         cols: (C*k*k, N*Ho*Wo) with row index (c, i, j) and column index (n, y, x),
         Ho = (Hp - k) // s + 1, Wo = (Wp - k) // s + 1.
+
+    Two stages, so that most copying moves long contiguous runs: for each column
+    offset j, first copy the Wo columns that offset sees, xj = x[..., j::s] of shape
+    (C, N, Hp, Wo) (runs of Wo elements); then each row offset i takes rows
+    i::s of xj, which for stride 1 is one contiguous block of Ho*Wo elements per
+    image. NumPy pays per run, so this is about twice as fast as copying
+    x[..., i::s, j::s] (runs of Wo) k*k times.
     """
     C, N, Hp, Wp = x.shape
     k, s = kernel_size, stride
     Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
     shape = (C, k, k, N, Ho, Wo)
-    cols = np.empty(shape, dtype=x.dtype) if out is None else out.reshape(shape)
-    for i in range(k):
-        for j in range(k):
-            cols[:, i, j] = x[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
-    return cols.reshape(C * k * k, N * Ho * Wo)
+    if out is None:
+        out = np.empty(shape, dtype=x.dtype)
+    cols = out.reshape(shape)
+    if not np.may_share_memory(cols, out):  # reshape had to copy: writes would be lost
+        raise ValueError(f"im2col: out of shape {out.shape} and strides {out.strides} cannot "
+                         f"be viewed as {shape}")
+    xj = np.empty((C, N, Hp, Wo), dtype=x.dtype)
+    for j in range(k):
+        np.copyto(xj, x[:, :, :, j:j + s * Wo:s])
+        for i in range(k):
+            cols[:, i, j] = xj[:, :, i:i + s * Ho:s]
+    return out.reshape(C * k * k, N * Ho * Wo)
 
 
 def col2im(cols, padded_shape, kernel_size, stride):
@@ -71,13 +88,20 @@ def col2im(cols, padded_shape, kernel_size, stride):
         padded_shape: (C, N, Hp, Wp) of the image im2col read
     Returns:
         dx: (C, N, Hp, Wp), dx[c, n, i + s*y, j + s*x] += cols[(c, i, j), (n, y, x)]
+
+    The two stages of im2col in reverse: for each column offset j, the k row
+    offsets add their blocks into dxj (C, N, Hp, Wo) (contiguous blocks for
+    stride 1), then dxj is added onto the columns j::s of dx.
     """
     C, N, Hp, Wp = padded_shape
     k, s = kernel_size, stride
     Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
     cols = cols.reshape(C, k, k, N, Ho, Wo)
     dx = np.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(k):
-        for j in range(k):
-            dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += cols[:, i, j]
+    dxj = np.empty((C, N, Hp, Wo), dtype=cols.dtype)
+    for j in range(k):
+        dxj[...] = 0
+        for i in range(k):
+            dxj[:, :, i:i + s * Ho:s] += cols[:, i, j]
+        dx[:, :, :, j:j + s * Wo:s] += dxj
     return dx

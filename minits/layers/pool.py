@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, scratch
 from .im2col import conv_output_size
 
 
@@ -16,8 +16,9 @@ class MaxPool2d(Layer):
 
     Windows may overlap (s < k). Like im2col, forward loops over the k*k window
     offsets (i, j), comparing one strided slice per offset with the running
-    maximum. It keeps the *offset* of each window's maximum (a small integer)
-    rather than a mask of the input.
+    maximum; for the usual 2 x 2 pooling these are four strided maxima. It keeps
+    the *offset* of each window's maximum (a small integer, one byte) rather than
+    a mask of the input, and backward sends dout to that offset.
 
     Gradient rule: each window's gradient goes to exactly one element, its
     maximum; a tie goes to the first maximum in row-major order within the window
@@ -51,19 +52,24 @@ class MaxPool2d(Layer):
     def forward(self, x):
         if x.ndim != 4:
             raise ValueError(f"{self!r}: x must be (N, C, H, W), got shape {x.shape}")
-        N, C, Ho, Wo = self.output_shape(x.shape)
-        xc = x.transpose(1, 0, 2, 3)  # channel-first view, see Conv2d
-        offsets = self._windows(x.shape)
-        _, rows, cols = next(offsets)
-        out = xc[:, :, rows, cols].copy()
+        self.output_shape(x.shape)  # checks that a window fits
+        xc = x.transpose(1, 0, 2, 3)  # channel-first view (C, N, H, W), see Conv2d
+        windows = [xc[:, :, rows, cols] for _, rows, cols in self._windows(x.shape)]
+        out = windows[0].copy()  # running maximum, (C, N, Ho, Wo)
         kk = self.kernel_size ** 2
         argmax = np.zeros(out.shape, dtype=np.uint8 if kk <= 256 else np.int32)
-        better = np.empty(out.shape, dtype=bool)
-        for o, rows, cols in offsets:
-            candidate = xc[:, :, rows, cols]
-            np.greater(candidate, out, out=better)  # strict: ties stay with the earlier offset
-            np.copyto(argmax, o, where=better)
-            np.copyto(out, candidate, where=better)
+        window = scratch(self, "window", out.shape, out.dtype)
+        better = scratch(self, "better", out.shape, bool)
+        code = scratch(self, "code", out.shape, argmax.dtype)
+        for o, candidate in enumerate(windows[1:], start=1):
+            # one strided copy, then every comparison runs on contiguous memory:
+            # about twice as fast as comparing the strided slices themselves
+            np.copyto(window, candidate)
+            np.greater(window, out, out=better)  # strict: ties stay with the earlier offset
+            # offsets only grow, so "o where better, else argmax" is max(argmax, o * better)
+            np.multiply(better, argmax.dtype.type(o), out=code)
+            np.maximum(argmax, code, out=argmax)
+            np.maximum(out, window, out=out)
         self._argmax, self._input_shape = argmax, x.shape
         return out.transpose(1, 0, 2, 3)
 
@@ -71,14 +77,19 @@ class MaxPool2d(Layer):
         if not input_grad:
             return None
         N, C, H, W = self._input_shape
+        k, s = self.kernel_size, self.stride
         dc = dout.transpose(1, 0, 2, 3)
-        dx = np.zeros((C, N, H, W), dtype=dout.dtype)
-        won = np.empty(self._argmax.shape, dtype=bool)
+        _, _, Ho, Wo = dout.shape
+        tiled = s == k and H == k * Ho and W == k * Wo
+        # when the windows tile x exactly, every element of dx is written below
+        dx = (np.empty if tiled else np.zeros)((C, N, H, W), dtype=dout.dtype)
+        won = scratch(self, "won", self._argmax.shape, bool)
         for o, rows, cols in self._windows(self._input_shape):
             np.equal(self._argmax, o, out=won)
-            # += on a strided slice: windows of one offset never share an element,
-            # so this accumulates correctly where windows of different offsets overlap
-            dx[:, :, rows, cols] += np.where(won, dc, 0)
+            if s >= k:  # windows do not overlap: each element of dx gets one window's share
+                np.multiply(dc, won, out=dx[:, :, rows, cols])
+            else:  # overlapping windows: an element collects the shares of all windows it wins
+                dx[:, :, rows, cols] += dc * won
         return dx.transpose(1, 0, 2, 3)
 
     def __repr__(self):

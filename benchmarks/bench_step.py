@@ -1,0 +1,280 @@
+"""Time one training step of minits beside the same step in PyTorch (CPU).
+
+A step is forward, softmax cross-entropy, backward and an SGD update on one
+batch of 128 float32 images, for the paper's networks: mlp [784, 128, 10] on
+(1, 28, 28) inputs and lenet5 with K = 10 and K = 100 on (3, 32, 32) inputs,
+all bias-free. Both frameworks run in the same process, their steps
+interleaved, with the same number of BLAS / intra-op threads, so the ratio
+minits / torch is robust to a machine that is busy with other work (absolute
+milliseconds are not).
+
+    python benchmarks/bench_step.py                  # 1 and 2 threads, 60 steps each
+    python benchmarks/bench_step.py --quick          # a few steps, to check it runs
+    python benchmarks/bench_step.py --threads 1 --repeats 200
+    taskset -c 0 python benchmarks/bench_step.py --threads 1   # quietest 1-thread figures
+    python benchmarks/bench_step.py --threads 1 --clock cpu    # CPU time: a busy machine
+    python benchmarks/bench_step.py --profile        # per-layer times of one lenet5 step
+
+Columns: median milliseconds per step with the interquartile range (IQR) in
+brackets, and the ratio of the medians (below 1: minits is faster).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+import minits as mt  # noqa: E402
+
+BATCH = 128
+LR = 0.01
+WARMUP = 10
+CLOCK = time.perf_counter  # --clock cpu: time.process_time
+
+# name -> (minits builder, input shape per sample, number of classes)
+MODELS = {
+    "mlp": (lambda: mt.models.mlp([784, 128, 10]), (1, 28, 28), 10),
+    "lenet5 K=10": (lambda: mt.models.lenet5(num_classes=10), (3, 32, 32), 10),
+    "lenet5 K=100": (lambda: mt.models.lenet5(num_classes=100), (3, 32, 32), 100),
+}
+
+
+# --- the minits step -----------------------------------------------------------------------------
+
+def cross_entropy(X, y):
+    """Mean softmax cross-entropy, Eq. (4), and its gradient.
+
+    X: logits (N, K); y: labels (N,) -> (loss, dX (N, K)), dX = (softmax(X) - onehot(y)) / N.
+    The log-softmax subtracts each row's maximum first, so exp never overflows.
+    """
+    n = len(y)
+    z = X - X.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = -logp[np.arange(n), y].mean()
+    dX = np.exp(logp)
+    dX[np.arange(n), y] -= 1
+    dX /= n
+    return loss, dX
+
+
+def minits_step(model, x, y):
+    """forward, loss, backward (no gradient for the data), SGD: alpha -= lr * grad, in place."""
+    X = model.forward(x)
+    loss, dX = cross_entropy(X, y)
+    model.backward(dX, input_grad=False)
+    for layer in model.linear_layers():
+        for name, p in layer.params.items():
+            p -= LR * layer.grads[name]
+    return loss
+
+
+# --- the PyTorch step ----------------------------------------------------------------------------
+
+def torch_model(name, num_classes):
+    import torch.nn as nn
+
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 128, bias=False), nn.ReLU(),
+                             nn.Linear(128, 10, bias=False))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(400, 120, bias=False), nn.ReLU(),
+        nn.Linear(120, num_classes, bias=False),
+    )
+
+
+def make_torch_step(name, num_classes):
+    import torch
+    import torch.nn.functional as F
+
+    net = torch_model(name, num_classes)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+def batches(shape, num_classes, count=4, seed=0):
+    """A few fixed random batches (x float32 (128, *shape), y int64 (128,)), cycled through."""
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((BATCH, *shape), dtype=np.float32),
+             rng.integers(0, num_classes, BATCH)) for _ in range(count)]
+
+
+def summary(times):
+    """Median and interquartile range of a list of seconds, in milliseconds."""
+    q1, med, q3 = np.percentile(np.array(times) * 1e3, [25, 50, 75])
+    return med, q3 - q1
+
+
+def time_row(name, threads, repeats, torch):
+    """Median step times of minits and torch for one model, their steps interleaved."""
+    build, shape, k = MODELS[name]
+    data = batches(shape, k)
+    model = build()
+    steps = {"minits": lambda i: minits_step(model, *data[i % len(data)])}
+    if torch is not None:
+        torch.set_num_threads(threads)
+        tstep = make_torch_step(name.split()[0], k)
+        tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+        steps["torch"] = lambda i: tstep(*tdata[i % len(tdata)])
+    times = {key: [] for key in steps}
+    order = list(steps)
+    for i in range(WARMUP + repeats):
+        order.reverse()  # alternate who goes first, so neither always runs on a warm cache
+        for key in order:
+            t0 = CLOCK()
+            steps[key](i)
+            if i >= WARMUP:
+                times[key].append(CLOCK() - t0)
+    return {key: summary(t) for key, t in times.items()}
+
+
+def run_table(thread_counts, repeats):
+    torch = import_torch()
+    if torch is None:
+        print("torch is not importable: printing minits times only")
+    print(f"one training step, batch {BATCH}, float32, bias-free; median of {repeats} steps "
+          "[IQR] in ms")
+    header = f"{'model':<14}{'threads':>8}{'minits ms':>18}{'torch ms':>18}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for threads in thread_counts:
+        with threadpool_limits(limits=threads):
+            for name in MODELS:
+                row = time_row(name, threads, repeats, torch)
+                med, iqr = row["minits"]
+                line = f"{name:<14}{threads:>8}{med:>10.2f} [{iqr:5.2f}]"
+                if "torch" in row:
+                    tmed, tiqr = row["torch"]
+                    line += f"{tmed:>10.2f} [{tiqr:5.2f}]{med / tmed:>8.2f}"
+                print(line, flush=True)
+
+
+# --- per-layer profile ---------------------------------------------------------------------------
+
+def label(layer):
+    """A short name for a table row: Conv2d(3->6, 5x5), MaxPool2d(2), ReLU, ..."""
+    name = type(layer).__name__
+    if hasattr(layer, "out_channels"):
+        k = layer.kernel_size
+        return f"{name}({layer.in_channels}->{layer.out_channels}, {k}x{k})"
+    if hasattr(layer, "out_features"):
+        return f"{name}({layer.in_features}->{layer.out_features})"
+    if hasattr(layer, "kernel_size"):
+        return f"{name}({layer.kernel_size})"
+    return name
+
+
+def profile(repeats, threads):
+    """Median forward and backward time of every layer in one lenet5 (K = 10) step.
+
+    Calls the layers by hand in the order Sequential.forward runs them (its
+    schedule(): a ReLU before a MaxPool2d runs after it), backward in reverse
+    without an input gradient for the first layer, and also times the loss and
+    the SGD update.
+    """
+    build, shape, k = MODELS["lenet5 K=10"]
+    model = build()
+    data = batches(shape, k)
+    layers = model.layers
+    order = model.schedule() if hasattr(model, "schedule") else list(range(len(layers)))
+    first = next(i for i in order if layers[i].params)
+    fwd = {i: [] for i in order}
+    bwd = {i: [] for i in order}
+    other = {"loss": [], "sgd update": [], "whole step": []}
+    with threadpool_limits(limits=threads):
+        for r in range(WARMUP + repeats):
+            x, y = data[r % len(data)]
+            keep = r >= WARMUP
+            t_start = CLOCK()
+            for i in order:
+                t0 = CLOCK()
+                x = layers[i].forward(x)
+                fwd[i].append(CLOCK() - t0)
+            t0 = CLOCK()
+            _, d = cross_entropy(x, y)
+            other["loss"].append(CLOCK() - t0)
+            for i in reversed(order[order.index(first):]):
+                t0 = CLOCK()
+                d = layers[i].backward(d, input_grad=i != first)
+                bwd[i].append(CLOCK() - t0)
+            t0 = CLOCK()
+            for layer in model.linear_layers():
+                for name, p in layer.params.items():
+                    p -= LR * layer.grads[name]
+            other["sgd update"].append(CLOCK() - t0)
+            other["whole step"].append(CLOCK() - t_start)
+            if not keep:  # warm-up step: forget its times
+                for t in (*fwd.values(), *bwd.values(), *other.values()):
+                    t.clear()
+
+    def ms(times):
+        return statistics.median(times) * 1e3 if times else 0.0
+
+    print(f"lenet5 K=10, batch {BATCH}, float32, {threads} thread(s): "
+          f"median of {repeats} steps, ms")
+    print(f"{'layer (in the order run)':<32}{'forward':>9}{'backward':>10}{'total':>9}")
+    total_f = total_b = 0.0
+    for i in order:
+        f, b = ms(fwd[i]), ms(bwd[i])
+        total_f, total_b = total_f + f, total_b + b
+        print(f"{i:>2} {label(layers[i]):<29}{f:>9.2f}{b:>10.2f}{f + b:>9.2f}")
+    print(f"{'sum of layers':<32}{total_f:>9.2f}{total_b:>10.2f}{total_f + total_b:>9.2f}")
+    for name, t in other.items():
+        print(f"{name:<32}{'':>19}{ms(t):>9.2f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=60, help="timed steps per row (default 60)")
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated BLAS / torch thread counts (default 1,2)")
+    parser.add_argument("--quick", action="store_true", help="5 steps per row: a smoke test")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time (default); cpu: this process's CPU time, "
+                             "steadier on a busy machine, meaningful with 1 thread only")
+    parser.add_argument("--profile", action="store_true",
+                        help="per-layer forward/backward times of one lenet5 step instead")
+    args = parser.parse_args(argv)
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+    if min(thread_counts) < 1 or args.repeats < 1:
+        parser.error("--threads and --repeats must be >= 1")
+    repeats = 5 if args.quick else args.repeats
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.profile:
+        for threads in thread_counts:
+            profile(repeats, threads)
+    else:
+        run_table(thread_counts, repeats)
+
+
+if __name__ == "__main__":
+    main()
