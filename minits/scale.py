@@ -14,10 +14,12 @@ alpha^l is W and b together.
     W_{eta,I}  = { s in I : delta X(alpha, s) > eta }            (well classified)
     acc        = #W_{0,T} / #T                                   Eq. (11)
 
-X_hat is always computed literally, by a forward pass with the parameters
-scaled in place by c and then restored bit for bit from a copy
-(paper-notes §11). ``Normalization`` also carries the gradient back through
-alpha -> alpha_hat (paper-notes §4).
+X_hat is computed literally -- a forward pass with the parameters scaled in
+place by c and then restored bit for bit from a copy (paper-notes §11) -- for
+networks with biases; for bias-free ReLU / max-pool networks Eq. (8) makes it
+X / R, one forward pass at alpha (``Normalization`` explains why this is exact).
+``Normalization`` also carries the gradient back through alpha -> alpha_hat
+(paper-notes §4).
 """
 
 from contextlib import contextmanager
@@ -52,6 +54,11 @@ def layer_norms(model):
 def _sq_norm(p):
     p = p.astype(np.float64, copy=False)
     return float(np.vdot(p, p))
+
+
+def _dot64(a, b):
+    """<a, b> accumulated in float64, whatever the dtype of a and b."""
+    return float(np.vdot(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)))
 
 
 def scale_R(model):
@@ -107,11 +114,30 @@ def normalized_logits(model, x):
     """X_hat = X(alpha_hat), the logits of the normalised network.
 
     model: Sequential; x: its input (N, ...) -> X_hat (N, K), model dtype.
-    Equals X / R for bias-free ReLU / max-pool networks (Eq. (8)); with biases it
-    is the literal forward pass at alpha_hat (paper-notes §11).
+    For bias-free ReLU / max-pool networks this is X / R (Eq. (8)), one forward
+    pass at alpha; with biases it is the literal forward pass at alpha_hat
+    (paper-notes §11). The model is unchanged.
     """
-    with at_normalized_params(model):
-        return model.forward(x)
+    return logits_at_normalized(model, x)[0]
+
+
+def logits_at_normalized(model, x, mode="auto"):
+    """(X_hat, X, R): the normalised logits, the raw logits X(alpha) when they come
+    for free, and R(alpha). For prediction; the model is unchanged.
+
+    model: Sequential; x: its input (N, ...); mode as in ``Normalization``.
+    "homogeneous" (default for bias-free ReLU / max-pool networks): one forward pass
+    at alpha, X_hat = X / R (Eq. (8); exact up to rounding, see Normalization).
+    "literal": X_hat by a forward pass at alpha_hat (``at_normalized_params``), X is None.
+    Returns X_hat (N, K), X (N, K) or None, R (float).
+    """
+    if Normalization(mode)._use_fast_path(model):
+        R = scale_R(model)
+        _check_R(R)
+        X = model.forward(x)
+        return X / R, X, R
+    with at_normalized_params(model) as (R, _):
+        return model.forward(x), None, R
 
 
 def is_homogeneous(model):
@@ -180,20 +206,48 @@ class Normalization:
     For bias-free homogeneous networks and dL_dR = 0 the result is orthogonal to
     every alpha^l (scale invariance of L).
 
-    The parameters are at alpha_hat only inside forward and backward; in between
-    the model holds alpha, bit for bit. backward rescales the same copy of alpha
-    by the same c, so it differentiates at exactly the alpha_hat of forward.
+    Two paths compute this (``mode``):
+
+    "literal": the parameters are scaled in place to alpha_hat for the forward
+        and backward passes and restored bit for bit from a copy in between;
+        the model holds alpha outside forward and backward. Works for any
+        network; the default for networks with biases (paper-notes §11).
+    "homogeneous": for bias-free ReLU / max-pool networks (``is_homogeneous``),
+        the default there. Exact by Eq. (8): X is positively homogeneous of
+        degree one in each alpha^l, so X(alpha_hat) = c^n X(alpha) = X / R (c^n = 1/R).
+        Its Jacobian with respect to alpha^l is of degree one in each of the
+        other n-1 layers, so g^l = c^{n-1} J_l(alpha)^T dX_hat, and backprop at
+        alpha with upstream dX_hat / R = c^n dX_hat gives h^l = c g^l, the first
+        term. Euler's identity for degree one in alpha^l gives
+        <h^l, alpha^l> = (dX_hat / R) . X = dX_hat . X_hat for every l, so
+        (1/n) <h, alpha> = c (1/n) <g, alpha> = dX_hat . X_hat. So forward is one
+        pass at alpha (X_hat = X / R; the raw logits X come for free as ``self.X``),
+        backward one pass at alpha, and no parameter is ever scaled or restored.
+        (ReLU's derivative 0 at 0 and max-pool's first-maximum choice keep Euler's
+        identity exact at kinks.) The two paths agree to rounding:
+        tests/test_fast_paths.py.
+
+    "auto" (default) picks "homogeneous" when the model is homogeneous, else "literal".
     """
 
-    def __init__(self):
+    MODES = ("auto", "literal", "homogeneous")
+
+    def __init__(self, mode="auto"):
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
         self.R = None
         self.c = None
+        self.X = None  # raw logits X(alpha) of the last forward ("homogeneous" path only)
         self._model = None
         self._entries = []  # (layer, name, layer index l-1, copy of alpha^l's array)
         self._sq_norms = None
+        self._fast = False
 
     def _save(self, model):
-        """Copy alpha into buffers kept from the previous batch (no per-step allocation)."""
+        """Copy alpha into buffers kept from the previous batch (no per-step allocation):
+        the copies detect a change of alpha before backward and give the literal path
+        its bit-for-bit restore."""
         layers = _linear_layers(model)
         old = {(li, name): s for _, name, li, s in self._entries} if model is self._model else {}
         self._entries = []
@@ -214,16 +268,30 @@ class Normalization:
         for layer, name, _, s in self._entries:
             np.copyto(layer.params[name], s)
 
+    def _use_fast_path(self, model):
+        if self.mode == "auto":
+            return is_homogeneous(model)
+        if self.mode == "homogeneous" and not is_homogeneous(model):
+            raise ValueError("Normalization(mode='homogeneous') needs a bias-free network of "
+                             "Linear, Conv2d, ReLU, MaxPool2d and Flatten layers (Eq. (8))")
+        return self.mode == "homogeneous"
+
     def forward(self, model, x):
-        """x -> X_hat = X(alpha_hat) (N, K). Sets self.R = R(alpha), self.c. alpha is restored."""
+        """x -> X_hat = X(alpha_hat) (N, K). Sets self.R = R(alpha), self.c. alpha is unchanged."""
         self._save(model)
         sq = np.zeros(self._n)
         for _, _, li, s in self._entries:
-            sq[li] += _sq_norm(s)
+            sq[li] += _sq_norm(s)  # as scale_R sums them: the same R, bit for bit
         self._sq_norms = sq
         self.R = float(np.prod(np.sqrt(sq)))
         _check_R(self.R)
         self.c = self.R ** (-1.0 / self._n)
+        self._fast = self._use_fast_path(model)
+        if self._fast:
+            self.X = model.forward(x)
+            self._X_hat = self.X / self.R  # Eq. (8); R is a Python float: dtype kept
+            return self._X_hat
+        self.X = None
         self._scale_in_place()
         try:
             return model.forward(x)
@@ -241,19 +309,22 @@ class Normalization:
             if not np.array_equal(layer.params[name], s):
                 raise RuntimeError("the model's parameters changed between the loss's forward "
                                    "and backward; call backward right after forward")
-        self._scale_in_place()
-        try:
-            self._model.backward(dX_hat, input_grad=False)
-        finally:
-            self._restore()
-        # <g, alpha> over all layers, accumulated in float64
-        g_dot_alpha = sum(float(np.vdot(layer.grads[name].astype(np.float64, copy=False),
-                                        s.astype(np.float64, copy=False)))
-                          for layer, name, _, s in self._entries)
         c, n, R = self.c, self._n, self.R
+        if self._fast:
+            # h^l = c g^l by backprop at alpha; (1/n) <h, alpha> = dX_hat . X_hat (Euler)
+            self._model.backward(dX_hat / R, input_grad=False)
+            h_dot_alpha = n * _dot64(dX_hat, self._X_hat)
+        else:
+            self._scale_in_place()
+            try:
+                self._model.backward(dX_hat, input_grad=False)
+            finally:
+                self._restore()
+            for layer, name, _, _ in self._entries:
+                layer.grads[name] *= c  # h^l = c g^l
+            # <h, alpha> over all layers, accumulated in float64
+            h_dot_alpha = sum(_dot64(layer.grads[name], s) for layer, name, _, s in self._entries)
         for layer, name, li, alpha in self._entries:
             # the radial coefficient is a Python float, so the update keeps the model's dtype
-            coef = float((c * g_dot_alpha / n - float(dL_dR) * R) / self._sq_norms[li])
-            g = layer.grads[name]
-            g *= c
-            g -= coef * alpha
+            coef = float((h_dot_alpha / n - float(dL_dR) * R) / self._sq_norms[li])
+            layer.grads[name] -= coef * alpha

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("default", max_examples=30, **_common)
-settings.register_profile("ci", max_examples=25, derandomize=True, print_blob=True, **_common)
+settings.register_profile("ci", max_examples=50, derandomize=True, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=8, **_common)
 settings.register_profile("thorough", max_examples=300, **_common)
 _default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "default"

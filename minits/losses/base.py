@@ -133,7 +133,9 @@ class Diagnostics:
     @property
     def accuracy(self):
         """Fraction of the batch classified correctly, Eq. (11)."""
-        return float(np.mean(self.correct)) if self.correct.size else float("nan")
+        # count / size: the mean of the booleans, without np.mean's per-call overhead
+        n = self.correct.size
+        return np.count_nonzero(self.correct) / n if n else float("nan")
 
     @property
     def num_second(self):
@@ -168,6 +170,11 @@ class Loss:
 
     def predict_proba(self, model, x):
         raise NotImplementedError
+
+    def predict_proba_and_logits(self, model, x):
+        """(predict_proba(model, x), raw logits X(alpha)) (N, K) each; losses that
+        get both from one forward pass override this."""
+        return self.predict_proba(model, x), model.forward(x)
 
     def _check_backward(self):
         if self._model is None:

@@ -53,3 +53,8 @@ class CrossEntropy(Loss):
     def predict_proba(self, model, x):
         """Test-time probabilities softmax(X(alpha, s)) (N, K); never uses labels."""
         return softmax(model.forward(x))
+
+    def predict_proba_and_logits(self, model, x):
+        """(softmax(X), X): one forward pass gives both."""
+        X = model.forward(x)
+        return softmax(X), X

@@ -14,8 +14,8 @@ on each object of the second case it is R times Eq. (15) at scale Rs R, which is
 < 0 when X_hat_{i(s)} is the largest normalised logit, so Rs grows.
 """
 
-from ..scale import normalized_logits, scale_R
-from .base import check_logits_labels, check_scale, softmax
+from ..scale import scale_R
+from .base import check_logits_labels, check_scale
 from .two_scale import NormalizedLoss, two_scale_value_and_grad
 
 R_MODES = ("live", "frozen")
@@ -77,12 +77,11 @@ class TwoScaleSeparation(NormalizedLoss):
         self._norm.backward(self._dX, dL_dR=self._dR / N if self.R_mode == "live" else 0.0)
         self.grads = {"Rs": self._dRs / N}
 
-    def predict_proba(self, model, x):
-        """Test-time probabilities softmax(R X_hat) (N, K) (paper-notes §9); no labels used."""
+    def _test_scale(self, model, R_alpha):
+        """Test-time probabilities are softmax(R X_hat) (paper-notes §9)."""
         if self.R0 is None:
             self.R0 = scale_R(model)
-        R = scale_R(model) if self.R_mode == "live" else self.R0
-        return softmax(R * normalized_logits(model, x))
+        return self._R(R_alpha)
 
     def __repr__(self):
         return (f"TwoScaleSeparation(eta={self.eta}, Rs={self.params['Rs']}, R={self.R_mode!r}, "

@@ -24,7 +24,7 @@ general formula sum_i p_i X_hat_i - X_hat_{i(s)} with p = softmax(R_k X_hat).
 
 import numpy as np
 
-from ..scale import Normalization, confidence, is_homogeneous, normalized_logits, scale_R
+from ..scale import Normalization, confidence, is_homogeneous, logits_at_normalized, scale_R
 from .base import (
     Diagnostics,
     Loss,
@@ -130,6 +130,8 @@ class NormalizedLoss(Loss):
         if self.confidence == "raw" and not is_homogeneous(model):
             X = model.forward(x)  # before X_hat, so the layers' caches belong to alpha_hat
         X_hat = self._norm.forward(model, x)
+        if X is None:
+            X = self._norm.X  # the raw logits of the homogeneous path (None when literal)
         return X_hat, self._norm.R, X
 
     def _split(self, X_hat, y, R, X, scaled):
@@ -144,6 +146,18 @@ class NormalizedLoss(Loss):
         else:
             delta = confidence(scaled * X_hat, y)
         return delta, second_branch(delta, self.eta)
+
+    def predict_proba_and_logits(self, model, x):
+        """(softmax(scale X_hat), raw logits X(alpha)) (N, K) each, with the test-time
+        scale of predict_proba; one forward pass for homogeneous networks."""
+        X_hat, X, R = logits_at_normalized(model, x, self._norm.mode)
+        proba = softmax(self._test_scale(model, R) * X_hat)
+        return proba, (model.forward(x) if X is None else X)
+
+    def predict_proba(self, model, x):
+        """Test-time probabilities softmax(scale X_hat) (N, K); no labels used."""
+        X_hat, _, R = logits_at_normalized(model, x, self._norm.mode)
+        return softmax(self._test_scale(model, R) * X_hat)
 
     def _finish_forward(self, model, y, values, dX_hat, delta, second, test_scale, scales):
         N = len(y)
@@ -212,10 +226,10 @@ class TwoScale(NormalizedLoss):
     def _scale_grads(self, dR1, dR2, N):
         return {"R1": dR1 / N, "R2": dR2 / N}
 
-    def predict_proba(self, model, x):
-        """Test-time probabilities softmax(R1 X_hat) (N, K) (Sec. 3.2); no labels used."""
+    def _test_scale(self, model, R):
+        """The scale of the test-time probabilities softmax(R1 X_hat) (Sec. 3.2)."""
         self._init_scales(model)
-        return softmax(self._scales()[0] * normalized_logits(model, x))
+        return self._scales()[0]
 
     def __repr__(self):
         return (f"{type(self).__name__}(eta={self.eta}, R1={self.params['R1']}, "

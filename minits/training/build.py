@@ -57,7 +57,8 @@ def loss_scales(loss):
 def well_classified_fraction(loss):
     """Fraction of the last batch in the well-classified branch (dX >= eta) of
     Eq. (13)/(16)/(17), from the loss's diagnostics `loss.last.second`."""
-    return float(np.mean(loss.last.second)) if loss.last.second.size else np.nan
+    n = loss.last.second.size
+    return np.count_nonzero(loss.last.second) / n if n else np.nan
 
 
 def batch_accuracy(loss):

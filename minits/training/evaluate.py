@@ -46,14 +46,15 @@ def predict(model, loss, dataset, dtype, standardize, chunk=500, logits=False):
     for start in range(0, n, chunk):
         index = slice(start, min(n, start + chunk))
         x = to_inputs(dataset, index, dtype, standardize)
-        p = loss.predict_proba(model, x)
+        if logits:  # one forward pass gives both for most losses
+            p, X = loss.predict_proba_and_logits(model, x)
+        else:
+            p, X = loss.predict_proba(model, x), None
         if proba is None:
             proba = np.empty((n, p.shape[1]), dtype=p.dtype)
+            raw = None if X is None else np.empty((n, X.shape[1]), dtype=X.dtype)
         proba[index] = p
-        if logits:
-            X = model.forward(x)
-            if raw is None:
-                raw = np.empty((n, X.shape[1]), dtype=X.dtype)
+        if X is not None:
             raw[index] = X
     return (proba, raw) if logits else proba
 
@@ -112,9 +113,10 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         "accuracy": float(metrics.accuracy(y, proba)),
         "balanced_accuracy": float(metrics.balanced_accuracy(y, proba)),
         "nll": mean_nll(y, proba),
-        "topk": np.array([metrics.top_k_accuracy(y, proba, int(k)) for k in ks], dtype=float),
-        "close_enough": np.array([metrics.close_enough_accuracy(y, proba, float(a))
-                                  for a in AT_GRID], dtype=float),
+        # one call for all k / all thresholds: the same counts, one pass of the checks
+        "topk": np.asarray(metrics.top_k_accuracy(y, proba, ks), dtype=float),
+        "close_enough": np.asarray(metrics.close_enough_accuracy(y, proba, AT_GRID),
+                                   dtype=float),
         "W_fraction": metrics.well_classified_count(dX, ETA_GRID) / len(y),
     })
     if superclass:
@@ -122,8 +124,8 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         f2c = np.asarray(dataset.fine_to_coarse)
         coarse = coarse_probabilities(proba, f2c, len(dataset.coarse_names))
         out["superclass_accuracy"] = float(metrics.superclass_accuracy(yc, proba, f2c))
-        out["superclass_close_enough"] = np.array(
-            [metrics.close_enough_accuracy(yc, coarse, float(a)) for a in AT_GRID], dtype=float)
+        out["superclass_close_enough"] = np.asarray(
+            metrics.close_enough_accuracy(yc, coarse, AT_GRID), dtype=float)
     if per_object:
         out["p_max"] = proba.max(axis=1).astype(np.float32)
         out["p_correct"] = proba[np.arange(len(y)), y].astype(np.float32)

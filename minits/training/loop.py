@@ -96,9 +96,11 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         x = evaluate.to_inputs(train_set, index, dtype, config.standardize)
         y = train_set.labels[index]
 
-        R = scale_R(model)
         scales = loss_scales(loss)  # the scales this step's loss uses
         value = float(loss.forward(model, x, y))
+        R = getattr(loss.last, "R", None)  # R(alpha) of this batch, when the loss computed it
+        if R is None:
+            R = scale_R(model)
         history.record_step(t, batch_acc=batch_accuracy(loss), batch_loss=value, R=R,
                             R1=scales.get("R1", np.nan), R2=scales.get("R2", np.nan),
                             Rs=scales.get("Rs", np.nan),
@@ -109,7 +111,7 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         _check_scales(history, t, value, loss_scales(loss), config, log)
         t += 1
 
-        if t in eval_points:
+        if t in eval_points and t < T:  # the evaluation at T is part of the final measures
             _evaluate(history, t, model, loss, test_set, config, eval_chunk)
         if progress is not None:
             progress(1)
@@ -126,6 +128,9 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
     test_measures = evaluate.full_measures(model, loss, test_set, dtype, config.standardize,
                                            superclass=config.superclass, per_object=True,
                                            chunk=eval_chunk)
+    # the test evaluation after the last step: the same probabilities quick_measures
+    # would compute, so the same accuracy and cross-entropy (NaN for a diverged run)
+    history.record_eval(T, test_measures["accuracy"], test_measures["nll"])
     history.elapsed = elapsed_before + time.perf_counter() - started
     final_scales = loss_scales(loss)
     final_scales["R"] = scale_R(model)
