@@ -401,3 +401,18 @@ def test_empty_batch_is_refused():
     from minits.losses.base import check_logits_labels
     with pytest.raises(ValueError, match="N = 0"):
         check_logits_labels(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+
+
+@pytest.mark.parametrize("make", [lambda: mt.losses.CrossEntropy(), lambda: mt.losses.OneScale(),
+                                  lambda: mt.losses.TwoScale(0.1),
+                                  lambda: mt.losses.TwoScaleSeparation(0.1)])
+def test_nan_input_is_refused_with_the_rows_named(make):
+    model = mt.models.mlp([4, 3, 2], dtype=np.float64, seed=0)
+    x = np.ones((3, 4))
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf in rows \[1\]"):
+        make().forward(model, x, np.array([0, 1, 0]))
+    loss = make()
+    loss.check_finite = False  # what a training loop that reports divergence itself asks
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(loss.forward(model, x, np.array([0, 1, 0])))

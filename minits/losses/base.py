@@ -38,8 +38,10 @@ def log_softmax(z):
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-def check_logits_labels(z, y, what="logits"):
-    """Validate z (N, K) float and y (N,) integer labels in [0, K); return y as intp."""
+def check_logits_labels(z, y, what="logits", finite=True):
+    """Validate z (N, K) float and y (N,) integer labels in [0, K); return y as intp.
+
+    finite=True also refuses NaN or inf in z (see Loss.check_finite)."""
     if not isinstance(z, np.ndarray) or z.ndim != 2:
         raise ValueError(f"{what} must be a 2-D array (N, K), got "
                          f"{getattr(z, 'shape', type(z).__name__)}")
@@ -50,6 +52,11 @@ def check_logits_labels(z, y, what="logits"):
         raise ValueError(f"{what} hold no objects (N = 0): a batch needs at least one")
     if K < 2:
         raise ValueError(f"{what} must have at least 2 classes (K >= 2), got K = {K}")
+    if finite and not np.isfinite(z).all():  # a NaN would flow silently into every gradient
+        rows = np.flatnonzero(~np.isfinite(z).all(axis=1))
+        raise ValueError(f"{what} hold NaN or inf in rows {rows[:10].tolist()}"
+                         f"{' ...' if len(rows) > 10 else ''}: check the input batch and "
+                         "the model's parameters")
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != N:
         raise ValueError(f"y must be a 1-D array of {N} labels (one per row of {what}), "
@@ -152,7 +159,13 @@ class Loss:
                 scales, filled by backward (empty when none is trainable)
         reduction: "mean" (Eq. (5) on the batch; required for backward) or "none"
         last: Diagnostics of the last forward, or None
+        check_finite: True (default) -> forward raises ValueError on NaN or inf
+                logits. A training loop that watches for divergence itself (and
+                reports it, paper-notes §14) sets it to False so that a diverged
+                run ends with NaN measures instead of an exception.
     """
+
+    check_finite = True
 
     def __init__(self, reduction="mean"):
         self.reduction = check_reduction(reduction)

@@ -38,7 +38,7 @@ class CrossEntropy(Loss):
 
     def forward(self, model, x, y):
         X = model.forward(x)
-        y = check_logits_labels(X, y)
+        y = check_logits_labels(X, y, finite=self.check_finite)
         values, dz = self.objective(X, y)
         delta = confidence(X, y)
         self.last = Diagnostics(confidence=delta, second=self._second(X, y), correct=delta > 0,

@@ -61,7 +61,7 @@ class TwoScaleSeparation(NormalizedLoss):
         if self.R0 is None:
             self.R0 = scale_R(model)
         X_hat, R_alpha, X = self._normalized_forward(model, x)
-        y = check_logits_labels(X_hat, y)
+        y = check_logits_labels(X_hat, y, finite=self.check_finite)
         R, Rs = self._R(R_alpha), float(self.params["Rs"])
         delta, second = self._split(X_hat, y, R_alpha, X, scaled=R)
         values, dX_hat, dRs, dR = separation_value_and_grad(X_hat, y, R, Rs, second)

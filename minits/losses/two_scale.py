@@ -208,7 +208,7 @@ class TwoScale(NormalizedLoss):
         """model, x (N, ...), y (N,) -> mean loss over the batch (float), or (N,)."""
         self._init_scales(model)
         X_hat, R, X = self._normalized_forward(model, x)
-        y = check_logits_labels(X_hat, y)
+        y = check_logits_labels(X_hat, y, finite=self.check_finite)
         R1, R2 = self._scales()
         delta, second = self._split(X_hat, y, R, X, scaled=R1)
         values, dX_hat, dR1, dR2 = two_scale_value_and_grad(
