@@ -23,8 +23,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import minits as mt  # noqa: E402
-from minits.layers import conv, pool  # noqa: E402
-from minits.layers.im2col import conv_output_size  # noqa: E402
+from minits.layers import blocking, conv, pool  # noqa: E402
+from minits.layers.im2col import as_pair, col2im, conv_output_size  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import BATCH, batches, cross_entropy  # noqa: E402
@@ -33,28 +33,29 @@ from bench_step import BATCH, batches, cross_entropy  # noqa: E402
 
 
 def im2col_one_stage(x, kernel_size, stride, out=None):
-    """k*k strided copies x[..., i::s, j::s], each in runs of Wo elements."""
+    """kh*kw strided copies x[..., i::sh, j::sw], each in runs of Wo elements."""
     C, N, Hp, Wp = x.shape
-    k, s = kernel_size, stride
-    Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
-    cols = (np.empty((C, k, k, N, Ho, Wo), x.dtype) if out is None
-            else out.reshape(C, k, k, N, Ho, Wo))
-    for i in range(k):
-        for j in range(k):
-            cols[:, i, j] = x[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
-    return cols.reshape(C * k * k, N * Ho * Wo)
+    (kh, kw), (sh, sw) = as_pair(kernel_size), as_pair(stride)
+    Ho, Wo = conv_output_size(Hp, kh, sh), conv_output_size(Wp, kw, sw)
+    cols = (np.empty((C, kh, kw, N, Ho, Wo), x.dtype) if out is None
+            else out.reshape(C, kh, kw, N, Ho, Wo))
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = x[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw]
+    return cols.reshape(C * kh * kw, N * Ho * Wo)
 
 
-def col2im_one_stage(cols, padded_shape, kernel_size, stride):
-    C, N, Hp, Wp = padded_shape
-    k, s = kernel_size, stride
-    Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
-    cols = cols.reshape(C, k, k, N, Ho, Wo)
-    dx = np.zeros(padded_shape, cols.dtype)
-    for i in range(k):
-        for j in range(k):
-            dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += cols[:, i, j]
-    return dx
+def no_blocking(out_channels, kernel_size, stride, out_width):
+    """One output per column: the plain product W2 (F, C*k*k) @ cols."""
+    return 1
+
+
+def input_grad_col2im(self, dout, padded_size):
+    """dx = col2im(W2.T @ dout2): the (C*k*k, N*Ho*Wo) product, then k*k slice adds."""
+    F, N = dout.shape[:2]
+    W2 = self.params["W"].reshape(F, -1)
+    dcols = W2.T @ dout.reshape(F, -1)
+    return col2im(dcols, (self.in_channels, N, *padded_size), self.kernel_size, self.stride)
 
 
 def pool_forward_masked(self, x):
@@ -119,8 +120,10 @@ VARIANTS = {
                                     np.float32, False),
     "ReLU backward with np.where": ([(mt.ReLU, "backward", relu_backward_where)],
                                     np.float32, False),
-    "one-stage im2col / col2im": ([(conv, "im2col", im2col_one_stage),
-                                   (conv, "col2im", col2im_one_stage)], np.float32, False),
+    "one-stage im2col": ([(conv, "im2col", im2col_one_stage)], np.float32, False),
+    "no output blocking (block 1)": ([(blocking, "choose_block", no_blocking)], np.float32, False),
+    "input gradient via col2im": ([(mt.Conv2d, "_input_grad", input_grad_col2im)],
+                                  np.float32, False),
     "fresh work arrays every step": ([(conv, "scratch", fresh_array),
                                       (pool, "scratch", fresh_array)], np.float32, False),
     "NCHW copies between layers": (

@@ -14,7 +14,9 @@ from minits.layers.im2col import col2im, im2col
 @st.composite
 def conv_cases(draw, max_side=8):
     """Shapes: batch 1-4, channels 1-3, odd and non-square sides, kernel 1-5,
-    stride 1-3 (often != kernel), padding 0-2 (kernel must fit the padded input)."""
+    stride 1-3 (often != kernel), padding 0-2 (kernel must fit the padded input),
+    output blocking chosen by the layer (None) or forced to 1-4 (often not a
+    divisor of the output width: a last, partial block)."""
     k = draw(st.integers(1, 5))
     padding = draw(st.integers(0, 2))
     stride = draw(st.integers(1, 3))
@@ -23,12 +25,13 @@ def conv_cases(draw, max_side=8):
     W = draw(st.integers(low, max(low, max_side)))
     return dict(N=draw(st.integers(1, 4)), C=draw(st.integers(1, 3)), F=draw(st.integers(1, 3)),
                 H=H, W=W, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
-                seed=draw(st.integers(0, 2**16)))
+                block=draw(st.sampled_from([None, 1, 2, 3, 4])), seed=draw(st.integers(0, 2**16)))
 
 
 def make_conv(case, dtype=np.float64):
     layer = mt.Conv2d(case["C"], case["F"], case["k"], stride=case["stride"],
-                      padding=case["padding"], bias=case["bias"], dtype=dtype, rng=case["seed"])
+                      padding=case["padding"], bias=case["bias"], dtype=dtype, rng=case["seed"],
+                      block=case.get("block"))
     rng = np.random.default_rng(case["seed"] + 1)
     if case["bias"]:
         layer.params["b"][...] = rng.standard_normal(case["F"])
@@ -114,6 +117,8 @@ def test_conv_refuses_silent_upcast_and_bad_shapes():
         mt.Conv2d(3, 4, 3, stride=0)
     with pytest.raises(ValueError, match="padding"):
         mt.Conv2d(3, 4, 3, padding=-1)
+    with pytest.raises(ValueError, match="block"):
+        mt.Conv2d(3, 4, 3, block=0)
 
 
 def test_conv_backward_overwrites_grads():

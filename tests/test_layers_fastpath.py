@@ -1,5 +1,6 @@
 """The speed levers of minits/layers keep every result exact (docs/performance.md):
-pooling before ReLU, reused work arrays, the two-stage im2col, Flatten's layout."""
+pooling before ReLU, reused work arrays, the two-stage im2col, output blocking, the
+input gradient without col2im, Flatten's layout."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minits as mt
-from minits.layers.im2col import im2col
+from minits.layers.blocking import (
+    block_weights,
+    choose_block,
+    deinterleave,
+    fold_weight_grad,
+    interleave,
+)
+from minits.layers.im2col import col2im, im2col
 
 
 def list_order(model, x, dX):
@@ -129,3 +137,72 @@ def test_two_stage_im2col_matches_the_offset_loop_definition():
             for j in range(k):
                 expected[:, i, j] = x[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
         np.testing.assert_array_equal(cols, expected.reshape(cols.shape))
+
+
+def test_rectangular_im2col_matches_the_offset_loop_definition():
+    """cols[c, i, j, n, y, x] = x[c, n, i + sh*y, j + sw*x]: the windows of blocking."""
+    rng = np.random.default_rng(5)
+    for (kh, kw), (sh, sw) in (((2, 3), (1, 2)), ((5, 8), (1, 4)), ((3, 4), (2, 3))):
+        x = rng.standard_normal((2, 3, 11, 13))
+        cols = im2col(x, (kh, kw), (sh, sw))
+        Ho, Wo = (11 - kh) // sh + 1, (13 - kw) // sw + 1
+        expected = np.empty((2, kh, kw, 3, Ho, Wo))
+        for i in range(kh):
+            for j in range(kw):
+                expected[:, i, j] = x[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw]
+        np.testing.assert_array_equal(cols, expected.reshape(cols.shape))
+
+
+@given(F=st.integers(1, 3), C=st.integers(1, 3), k=st.integers(1, 4), s=st.integers(1, 3),
+       block=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_blocking_functions_come_in_adjoint_pairs(F, C, k, s, block, seed):
+    """<block_weights(W), V> = <W, fold_weight_grad(V)> and
+    <interleave(A), B> = <A, deinterleave(B)>: what makes the blocked backward right."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((F, C, k, k))
+    Wb = block_weights(W, block, s)
+    assert Wb.shape == (F * block, C * k * (k + s * (block - 1)))
+    V = rng.standard_normal(Wb.shape)
+    folded = fold_weight_grad(V, block, s, out=np.empty_like(W))
+    assert np.isclose(np.sum(Wb * V), np.sum(W * folded), rtol=1e-12)
+
+    Wo = int(rng.integers(1, 9))
+    A = rng.standard_normal((F, block, 2, 3, -(-Wo // block)))
+    B = rng.standard_normal((F, 2, 3, Wo))
+    out = interleave(A, np.empty((F, 2, 3, Wo)))
+    back = deinterleave(B, np.full(A.shape, np.nan))  # every entry must be written
+    assert np.isclose(np.sum(out * B), np.sum(A * back), rtol=1e-12)
+
+
+def test_block_weights_place_each_filter_at_its_shift():
+    W = np.arange(1.0, 5.0).reshape(1, 1, 2, 2)  # one 2x2 filter [[1, 2], [3, 4]]
+    # b = 2, stride 1: windows 2x3; filter (f, p) sits at column offset p
+    np.testing.assert_array_equal(block_weights(W, 2, 1), [[1, 2, 0, 3, 4, 0],
+                                                          [0, 1, 2, 0, 3, 4]])
+
+
+def test_choose_block_rule():
+    assert choose_block(6, 5, 1, 28) == 4    # LeNet-5 conv1: 24 rows, 4 divides 28
+    assert choose_block(6, 5, 1, 27) == 3    # 3 divides 27
+    assert choose_block(6, 5, 1, 29) == 3    # no divisor in 3..5: a partial last block
+    assert choose_block(16, 5, 1, 10) == 1   # conv2: 16 rows already
+    assert choose_block(6, 2, 2, 28) == 1    # windows do not overlap: nothing to share
+    assert choose_block(1, 3, 1, 5) == 5     # never more outputs per column than the width
+    assert choose_block(2, 3, 1, 2) == 2
+
+
+@given(C=st.integers(1, 3), F=st.integers(1, 3), N=st.integers(1, 3), k=st.integers(1, 4),
+       s=st.integers(1, 3), p=st.integers(0, 2), extra_h=st.integers(0, 3),
+       extra_w=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_conv_input_gradient_equals_col2im_of_the_column_gradient(C, F, N, k, s, p, extra_h,
+                                                                  extra_w, seed):
+    """Conv2d._input_grad (shifted copies of dout, one product, row adds) is
+    col2im(W2.T @ dout2), the textbook adjoint of im2col, for any stride."""
+    rng = np.random.default_rng(seed)
+    layer = mt.Conv2d(C, F, k, stride=s, padding=p, dtype=np.float64, rng=seed)
+    Hp, Wp = k + extra_h, k + extra_w + s  # padded sizes, with leftover rows/columns
+    Ho, Wo = (Hp - k) // s + 1, (Wp - k) // s + 1
+    dout = rng.standard_normal((N, F, Ho, Wo)).transpose(1, 0, 2, 3)  # channel-first view
+    dx = layer._input_grad(dout, (Hp, Wp))
+    dcols = layer.params["W"].reshape(F, -1).T @ dout.reshape(F, -1)
+    np.testing.assert_allclose(dx, col2im(dcols, (C, N, Hp, Wp), k, s), rtol=1e-12, atol=1e-12)
