@@ -22,6 +22,7 @@ X / R, one forward pass at alpha (``Normalization`` explains why this is exact).
 (paper-notes §4).
 """
 
+import math
 from contextlib import contextmanager
 
 import numpy as np
@@ -47,8 +48,22 @@ def layer_norms(model):
     model: a Sequential -> (M-1,) float64, in layer order. Sums of squares
     accumulate in float64 whatever the parameter dtype.
     """
-    return np.sqrt([sum(_sq_norm(p) for p in layer.params.values())
-                    for layer in _linear_layers(model)])
+    return np.sqrt(_layer_sq_norms(model))
+
+
+def _layer_sq_norms(model):
+    """||alpha^l||^2 of each linear layer (Python floats), in layer order."""
+    return [sum(_sq_norm(p) for p in layer.params.values()) for layer in _linear_layers(model)]
+
+
+def _product_of_roots(sq_norms):
+    """prod_l sqrt(s_l) as a Python float: Eq. (9) from the squared layer norms.
+
+    math.sqrt and np.sqrt are both the correctly rounded square root, and the
+    product runs left to right as np.prod does, so this is np.prod(np.sqrt(s))
+    bit for bit, without the array overhead (R is needed on every batch).
+    """
+    return math.prod(math.sqrt(s) for s in sq_norms)
 
 
 def _sq_norm(p):
@@ -63,7 +78,7 @@ def _dot64(a, b):
 
 def scale_R(model):
     """R(alpha) = prod_{l=1}^{M-1} ||alpha^l||, Eq. (9). model -> float."""
-    return float(np.prod(layer_norms(model)))
+    return _product_of_roots(_layer_sq_norms(model))
 
 
 def normalization_factor(model):
@@ -74,7 +89,7 @@ def normalization_factor(model):
 
 
 def _check_R(R):
-    if not (np.isfinite(R) and R > 0):
+    if not (math.isfinite(R) and R > 0):
         raise ValueError(f"R(alpha) = {R}: a linear layer has zero (or non-finite) parameters, "
                          "so the normalised parameters alpha / R^(1/(M-1)) are undefined")
 
@@ -121,7 +136,7 @@ def normalized_logits(model, x):
     return logits_at_normalized(model, x)[0]
 
 
-def logits_at_normalized(model, x, mode="auto"):
+def logits_at_normalized(model, x, mode="auto", R=None):
     """(X_hat, X, R): the normalised logits, the raw logits X(alpha) when they come
     for free, and R(alpha). For prediction; the model is unchanged.
 
@@ -129,10 +144,12 @@ def logits_at_normalized(model, x, mode="auto"):
     "homogeneous" (default for bias-free ReLU / max-pool networks): one forward pass
     at alpha, X_hat = X / R (Eq. (8); exact up to rounding, see Normalization).
     "literal": X_hat by a forward pass at alpha_hat (``at_normalized_params``), X is None.
+    R: scale_R(model) when the caller already has it (e.g. once for all the chunks of
+    a data set, alpha unchanged since), else computed here.
     Returns X_hat (N, K), X (N, K) or None, R (float).
     """
     if Normalization(mode)._use_fast_path(model):
-        R = scale_R(model)
+        R = scale_R(model) if R is None else R
         _check_R(R)
         X = model.forward(x)
         return X / R, X, R
@@ -161,9 +178,25 @@ def confidence(X, y):
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
     rows = np.arange(X.shape[0])
-    others = np.array(X, copy=True)
-    others[rows, y] = -np.inf
-    return X[rows, y] - others.max(axis=1)
+    others = X.T.copy()  # (K, N): see row_max
+    others[y, rows] = -np.inf
+    return X[rows, y] - np.maximum.reduce(others, axis=0)
+
+
+def row_max(a, keepdims=False):
+    """The maximum along the last axis, the numbers of a.max(axis=-1, keepdims=keepdims).
+
+    a: (N, K) -> (N,) (or (N, 1)); other shapes are reduced as a.max(axis=-1).
+    For (N, K) it is taken over the rows of a's transpose, K vectorised np.maximum
+    of length N, because NumPy reduces many short rows (K = 10) one by one, about
+    twice as slowly. A maximum is exact, so the order of the comparisons cannot
+    change it (NaN propagates either way); only a tie of +0 and -0 could come out
+    with the other sign of zero, which no result here depends on.
+    """
+    if a.ndim != 2:
+        return np.maximum.reduce(a, axis=-1, keepdims=keepdims)
+    m = np.maximum.reduce(np.ascontiguousarray(a.T), axis=0)
+    return m[:, None] if keepdims else m
 
 
 def normalized_confidence(model, x, y):
@@ -232,33 +265,54 @@ class Normalization:
 
     MODES = ("auto", "literal", "homogeneous")
 
-    def __init__(self, mode="auto"):
+    def __init__(self, mode="auto", verify=True):
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
+        # verify: backward checks that alpha is still the alpha of forward (a copy and a
+        # comparison per step). A training loop that always runs backward right after
+        # forward may switch it off; the homogeneous path then keeps no copy at all.
+        self.verify = bool(verify)
         self.R = None
         self.c = None
         self.X = None  # raw logits X(alpha) of the last forward ("homogeneous" path only)
         self._model = None
-        self._entries = []  # (layer, name, layer index l-1, copy of alpha^l's array)
+        self._entries = []  # (layer, name, layer index l-1, alpha^l: a copy, or the array)
         self._sq_norms = None
         self._fast = False
+        self._f64 = {}  # (l-1, name) -> float64 work array for ||alpha^l||^2
 
-    def _save(self, model):
-        """Copy alpha into buffers kept from the previous batch (no per-step allocation):
-        the copies detect a change of alpha before backward and give the literal path
-        its bit-for-bit restore."""
+    def _save(self, model, copy=True):
+        """List alpha as entries; with copy=True alpha is copied into buffers kept from
+        the previous batch (no per-step allocation): the copies detect a change of alpha
+        before backward and give the literal path its bit-for-bit restore. With
+        copy=False the entries hold the parameter arrays themselves."""
         layers = _linear_layers(model)
-        old = {(li, name): s for _, name, li, s in self._entries} if model is self._model else {}
+        old = ({(li, name): s for _, name, li, s in self._entries}
+               if copy and model is self._model else {})
         self._entries = []
         for li, layer in enumerate(layers):
             for name, p in layer.params.items():
-                s = old.get((li, name))
-                if s is None or s.shape != p.shape or s.dtype != p.dtype:
-                    s = np.empty_like(p)
-                np.copyto(s, p)
-                self._entries.append((layer, name, li, s))
+                if copy:
+                    s = old.get((li, name))
+                    if s is None or s is layer.params[name] or s.shape != p.shape \
+                            or s.dtype != p.dtype:
+                        s = np.empty_like(p)
+                    np.copyto(s, p)
+                    p = s
+                self._entries.append((layer, name, li, p))
         self._model, self._n = model, len(layers)
+
+    def _sq_norm64(self, li, name, p):
+        """||p||^2 in float64, the same number as the module's _sq_norm (the same float64
+        values, the same dot product), converted into a work array kept between batches."""
+        if p.dtype == np.float64:
+            return _sq_norm(p)
+        buf = self._f64.get((li, name))
+        if buf is None or buf.shape != p.shape:
+            buf = self._f64[(li, name)] = np.empty(p.shape, np.float64)
+        np.copyto(buf, p)
+        return float(np.vdot(buf, buf))
 
     def _scale_in_place(self):
         for layer, name, _, _ in self._entries:
@@ -268,25 +322,30 @@ class Normalization:
         for layer, name, _, s in self._entries:
             np.copyto(layer.params[name], s)
 
-    def _use_fast_path(self, model):
+    def _use_fast_path(self, model, homogeneous=None):
+        if homogeneous is None:
+            homogeneous = is_homogeneous(model)
         if self.mode == "auto":
-            return is_homogeneous(model)
-        if self.mode == "homogeneous" and not is_homogeneous(model):
+            return homogeneous
+        if self.mode == "homogeneous" and not homogeneous:
             raise ValueError("Normalization(mode='homogeneous') needs a bias-free network of "
                              "Linear, Conv2d, ReLU, MaxPool2d and Flatten layers (Eq. (8))")
         return self.mode == "homogeneous"
 
-    def forward(self, model, x):
-        """x -> X_hat = X(alpha_hat) (N, K). Sets self.R = R(alpha), self.c. alpha is unchanged."""
-        self._save(model)
-        sq = np.zeros(self._n)
-        for _, _, li, s in self._entries:
-            sq[li] += _sq_norm(s)  # as scale_R sums them: the same R, bit for bit
+    def forward(self, model, x, homogeneous=None):
+        """x -> X_hat = X(alpha_hat) (N, K). Sets self.R = R(alpha), self.c. alpha is unchanged.
+
+        homogeneous: is_homogeneous(model) when the caller has just computed it, else None.
+        """
+        self._fast = self._use_fast_path(model, homogeneous)
+        self._save(model, copy=self.verify or not self._fast)
+        sq = [0.0] * self._n
+        for _, name, li, s in self._entries:
+            sq[li] += self._sq_norm64(li, name, s)  # as scale_R sums them: the same R
         self._sq_norms = sq
-        self.R = float(np.prod(np.sqrt(sq)))
+        self.R = _product_of_roots(sq)
         _check_R(self.R)
         self.c = self.R ** (-1.0 / self._n)
-        self._fast = self._use_fast_path(model)
         if self._fast:
             self.X = model.forward(x)
             self._X_hat = self.X / self.R  # Eq. (8); R is a Python float: dtype kept
@@ -305,7 +364,7 @@ class Normalization:
         """
         if self._model is None:
             raise RuntimeError("Normalization.backward() called before forward()")
-        for layer, name, _, s in self._entries:
+        for layer, name, _, s in self._entries if self.verify else ():
             if not np.array_equal(layer.params[name], s):
                 raise RuntimeError("the model's parameters changed between the loss's forward "
                                    "and backward; call backward right after forward")

@@ -214,9 +214,16 @@ def run_tasks(tasks, jobs=1, show_progress=True, say=None):
     try:
         if jobs == 1 or len(tasks) <= 1:
             return _run_here(tasks, bar, say)
-        return _run_pool(tasks, min(jobs, len(tasks)), bar, say)
+        return _run_pool(longest_first(tasks), min(jobs, len(tasks)), bar, say)
     finally:
         bar.close()
+
+
+def longest_first(tasks):
+    """The tasks by iterations left, most first (stable: the order of the experiment
+    among equals), so that the runs resumed from a checkpoint, the short ones, come
+    last and the workers finish together."""
+    return sorted(tasks, key=lambda t: t.start - t.config.iterations)
 
 
 def _run_here(tasks, bar, say):

@@ -17,11 +17,13 @@ mse_probabilities. Each returns per-object values (N,) and dvalues/dz (N, K),
 the gradient of the *sum* of the values.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..layers import softmax
+from ..scale import row_max
 
 REDUCTIONS = ("mean", "none")
 
@@ -34,8 +36,11 @@ def log_softmax(z):
     logarithm is finite. (Tiny probabilities may underflow to 0 inside the sum,
     which is the correctly rounded result.)
     """
-    shifted = z - np.max(z, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    shifted = z - row_max(z, keepdims=True)
+    # np.add.reduce is what np.sum calls, without its wrapper (every batch)
+    total = np.add.reduce(np.exp(shifted), axis=-1, keepdims=True)
+    shifted -= np.log(total, out=total)
+    return shifted
 
 
 def check_logits_labels(z, y, what="logits", finite=True):
@@ -100,7 +105,8 @@ def reduce(values, reduction):
     """Eq. (5) on a batch: the mean over objects, or the per-object values (N,)."""
     if reduction == "none":
         return values
-    return float(np.mean(values, dtype=np.float64))
+    # np.mean(values, dtype=np.float64): the float64 sum divided by N, without its wrapper
+    return float(np.add.reduce(values, dtype=np.float64)) / len(values)
 
 
 def second_branch(delta, eta):
@@ -163,9 +169,14 @@ class Loss:
                 logits. A training loop that watches for divergence itself (and
                 reports it, paper-notes §14) sets it to False so that a diverged
                 run ends with NaN measures instead of an exception.
+        check_unchanged: True (default) -> backward raises RuntimeError when the
+                model's parameters changed after forward (the losses on alpha_hat
+                keep a copy of alpha and compare it, every step). A training loop
+                that always calls backward right after forward sets it to False.
     """
 
     check_finite = True
+    check_unchanged = True
 
     def __init__(self, reduction="mean"):
         self.reduction = check_reduction(reduction)
@@ -189,6 +200,16 @@ class Loss:
         get both from one forward pass override this."""
         return self.predict_proba(model, x), model.forward(x)
 
+    def predictor(self, model, logits=False):
+        """A function for evaluating a whole data set chunk by chunk with `model` as it
+        is now: x (n, ...) -> predict_proba(model, x) (n, K), or with logits=True the
+        pair predict_proba_and_logits(model, x). Losses whose test-time probabilities
+        depend on the parameters through a number (R(alpha), a scale) compute it once
+        here instead of once per chunk; the model must not change while it is in use."""
+        if logits:
+            return lambda x: self.predict_proba_and_logits(model, x)
+        return lambda x: self.predict_proba(model, x)
+
     def _check_backward(self):
         if self._model is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
@@ -205,7 +226,7 @@ class Loss:
     def nonpositive_scales(self):
         """Names of the scales that are <= 0 or not finite: training must report them."""
         return [name for name, v in self.params.items()
-                if v is not None and not (np.isfinite(v) and v > 0)]
+                if v is not None and not (math.isfinite(v) and v > 0)]
 
     def __repr__(self):
         return f"{type(self).__name__}()"

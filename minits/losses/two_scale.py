@@ -24,7 +24,14 @@ general formula sum_i p_i X_hat_i - X_hat_{i(s)} with p = softmax(R_k X_hat).
 
 import numpy as np
 
-from ..scale import Normalization, confidence, is_homogeneous, logits_at_normalized, scale_R
+from ..scale import (
+    Normalization,
+    confidence,
+    is_homogeneous,
+    logits_at_normalized,
+    row_max,
+    scale_R,
+)
 from .base import (
     Diagnostics,
     Loss,
@@ -56,9 +63,10 @@ def dL_dR_eq15(X_hat, y, R):
     R = np.asarray(R, dtype=X_hat.dtype)
     a = (R[:, None] if R.ndim == 1 else R) * d
     a[rows, y] = -np.inf  # the sums run over i != i(s); exp(-inf) = 0
-    m = np.maximum(np.max(a, axis=1), 0)
+    m = np.maximum(row_max(a), 0)
     e = np.exp(a - m[:, None])
-    return np.sum(d * e, axis=1) / (np.exp(-m) + np.sum(e, axis=1))
+    # np.add.reduce is what np.sum calls, without its wrapper (every batch)
+    return np.add.reduce(d * e, axis=1) / (np.exp(-m) + np.add.reduce(e, axis=1))
 
 
 def dL_dR_general(X_hat, y, R):
@@ -126,10 +134,12 @@ class NormalizedLoss(Loss):
 
     def _normalized_forward(self, model, x):
         """-> X_hat (N, K), R(alpha) and the raw logits X when they need their own pass."""
+        self._norm.verify = self.check_unchanged
+        homogeneous = is_homogeneous(model)
         X = None
-        if self.confidence == "raw" and not is_homogeneous(model):
+        if self.confidence == "raw" and not homogeneous:
             X = model.forward(x)  # before X_hat, so the layers' caches belong to alpha_hat
-        X_hat = self._norm.forward(model, x)
+        X_hat = self._norm.forward(model, x, homogeneous)
         if X is None:
             X = self._norm.X  # the raw logits of the homogeneous path (None when literal)
         return X_hat, self._norm.R, X
@@ -158,6 +168,22 @@ class NormalizedLoss(Loss):
         """Test-time probabilities softmax(scale X_hat) (N, K); no labels used."""
         X_hat, _, R = logits_at_normalized(model, x, self._norm.mode)
         return softmax(self._test_scale(model, R) * X_hat)
+
+    def predictor(self, model, logits=False):
+        """As Loss.predictor: R(alpha) and the test-time scale once for all chunks (the
+        same numbers predict_proba computes for each chunk, as alpha does not change)."""
+        R = scale_R(model)
+        scale = self._test_scale(model, R)
+        mode = self._norm.mode
+
+        def predict(x):
+            X_hat, X, _ = logits_at_normalized(model, x, mode, R=R)
+            proba = softmax(scale * X_hat)
+            if not logits:
+                return proba
+            return proba, (model.forward(x) if X is None else X)
+
+        return predict
 
     def _finish_forward(self, model, y, values, dX_hat, delta, second, test_scale, scales):
         N = len(y)

@@ -51,6 +51,8 @@ def build_loss(config, R0):
     # the loop reports a diverged run itself (paper-notes §14) and finishes it with NaN
     # measures, so a sweep goes on; outside the loop NaN logits are an error
     loss.check_finite = False
+    # the loop calls backward right after forward: no copy of alpha to compare each step
+    loss.check_unchanged = False
     return loss
 
 

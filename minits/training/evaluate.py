@@ -34,22 +34,27 @@ def to_inputs(dataset, index, dtype, standardize):
     return datasets.to_float(dataset.images[index], dtype, dataset.max_value, stats)
 
 
-def predict(model, loss, dataset, dtype, standardize, chunk=500, logits=False):
+def predict(model, loss, dataset, dtype, standardize, chunk=500, logits=False, inputs=None):
     """Test-time probabilities of every object of `dataset`, chunk by chunk.
 
+    inputs: to_inputs(dataset, slice(None), dtype, standardize), float (n, C, H, W), when
+        the caller converts the set once for several evaluations (the chunks are then
+        views of it, the same numbers); None converts chunk by chunk.
     Returns proba (n, K) of `dtype` and, with logits=True, also the raw logits
     X (n, K) (for the confidence dX of Sec. 2.2).
     """
     n = len(dataset.labels)
     proba = None
     raw = None
+    # what depends only on alpha (R(alpha), the test-time scale) once, not per chunk
+    predict_chunk = loss.predictor(model, logits=logits)
     for start in range(0, n, chunk):
         index = slice(start, min(n, start + chunk))
-        x = to_inputs(dataset, index, dtype, standardize)
+        x = to_inputs(dataset, index, dtype, standardize) if inputs is None else inputs[index]
         if logits:  # one forward pass gives both for most losses
-            p, X = loss.predict_proba_and_logits(model, x)
+            p, X = predict_chunk(x)
         else:
-            p, X = loss.predict_proba(model, x), None
+            p, X = predict_chunk(x), None
         if proba is None:
             proba = np.empty((n, p.shape[1]), dtype=p.dtype)
             raw = None if X is None else np.empty((n, X.shape[1]), dtype=X.dtype)
@@ -65,10 +70,11 @@ def mean_nll(labels, proba):
     return float(np.mean(-np.log(np.maximum(p_correct, np.finfo(np.float64).tiny))))
 
 
-def quick_measures(model, loss, dataset, dtype, standardize, chunk=500):
+def quick_measures(model, loss, dataset, dtype, standardize, chunk=500, inputs=None):
     """(accuracy Eq. (11), mean cross-entropy) on `dataset`: the interval test evaluation.
-    Both are NaN when the probabilities are not finite (a diverged run, paper-notes §14)."""
-    proba = predict(model, loss, dataset, dtype, standardize, chunk)
+    Both are NaN when the probabilities are not finite (a diverged run, paper-notes §14).
+    inputs: as in predict."""
+    proba = predict(model, loss, dataset, dtype, standardize, chunk, inputs=inputs)
     if not np.all(np.isfinite(proba)):
         return np.nan, np.nan
     return float(metrics.accuracy(dataset.labels, proba)), mean_nll(dataset.labels, proba)
@@ -88,7 +94,7 @@ def coarse_probabilities(proba, fine_to_coarse, num_coarse):
 
 
 def full_measures(model, loss, dataset, dtype, standardize, superclass=False, per_object=False,
-                  chunk=500):
+                  chunk=500, inputs=None):
     """Every measure of Sec. 3.1 on the whole of `dataset`.
 
     Returns a dict of scalars and arrays:
@@ -98,12 +104,14 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
       with per_object: p_max, p_correct (n,), delta_p (Eq. (19), misclassified objects
       only), pred, label, confidence dX (n,): the arrays behind the histograms of Figs. 4-6.
     A diverged run (non-finite outputs) gets NaN measures rather than an error.
+    inputs: as in predict.
     """
     if superclass and getattr(dataset, "coarse_labels", None) is None:
         raise ValueError(f"data set {dataset.name!r} has no coarse labels: "
                          "super-class measures (Eq. (20)) need them")
     y = dataset.labels
-    proba, X = predict(model, loss, dataset, dtype, standardize, chunk, logits=True)
+    proba, X = predict(model, loss, dataset, dtype, standardize, chunk, logits=True,
+                       inputs=inputs)
     ks = top_k_values(proba.shape[1])
     out = {"topk_k": ks, "close_enough_at": AT_GRID, "W_eta": ETA_GRID}
     if not (np.all(np.isfinite(proba)) and np.all(np.isfinite(X))):

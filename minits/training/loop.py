@@ -78,8 +78,11 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         t, history = checkpoint.load(checkpoint_path, config, model, loss)
     elapsed_before = history.elapsed  # seconds spent in earlier (interrupted) sessions
     eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
+    # the test set is evaluated at every point of eval_points: convert its images to
+    # floats once for the run (the same numbers as chunk by chunk), not at every point
+    test_inputs = evaluate.to_inputs(test_set, slice(None), dtype, config.standardize)
     if t == 0:
-        _evaluate(history, 0, model, loss, test_set, config, eval_chunk)
+        _evaluate(history, 0, model, loss, test_set, test_inputs, config, eval_chunk)
 
     def save(step):
         history.elapsed = elapsed_before + time.perf_counter() - started
@@ -112,7 +115,7 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         t += 1
 
         if t in eval_points and t < T:  # the evaluation at T is part of the final measures
-            _evaluate(history, t, model, loss, test_set, config, eval_chunk)
+            _evaluate(history, t, model, loss, test_set, test_inputs, config, eval_chunk)
         if progress is not None:
             progress(1)
         if t < T:
@@ -127,7 +130,7 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
                                             superclass=config.superclass, chunk=eval_chunk)
     test_measures = evaluate.full_measures(model, loss, test_set, dtype, config.standardize,
                                            superclass=config.superclass, per_object=True,
-                                           chunk=eval_chunk)
+                                           chunk=eval_chunk, inputs=test_inputs)
     # the test evaluation after the last step: the same probabilities quick_measures
     # would compute, so the same accuracy and cross-entropy (NaN for a diverged run)
     history.record_eval(T, test_measures["accuracy"], test_measures["nll"])
@@ -138,9 +141,9 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
                      test=test_measures, final_scales=final_scales)
 
 
-def _evaluate(history, t, model, loss, test_set, config, chunk):
+def _evaluate(history, t, model, loss, test_set, test_inputs, config, chunk):
     acc, nll = evaluate.quick_measures(model, loss, test_set, np.dtype(config.dtype),
-                                       config.standardize, chunk)
+                                       config.standardize, chunk, inputs=test_inputs)
     history.record_eval(t, acc, nll)
 
 
