@@ -171,6 +171,13 @@ def confidence(X, y):
     X: logits (N, K), K >= 2; y: labels (N,) -> (N,), dtype of X.
     delta > 0 exactly when s is correctly classified, Eq. (7).
     """
+    true, runner_up = confidence_terms(X, y)
+    return true - runner_up
+
+
+def confidence_terms(X, y):
+    """(X_{i(s)}, max_{i != i(s)} X_i): the two terms of the confidence delta X, each
+    (N,) in the dtype of X; X: logits (N, K), K >= 2; y: labels (N,)."""
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] < 2:
         raise ValueError(f"confidence needs logits of shape (N, K) with K >= 2, got {X.shape}")
@@ -178,9 +185,9 @@ def confidence(X, y):
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
     rows = np.arange(X.shape[0])
-    others = X.T.copy()  # (K, N): see row_max
+    others = X.T.copy()  # (K, N): the maximum over classes as in row_max
     others[y, rows] = -np.inf
-    return X[rows, y] - np.maximum.reduce(others, axis=0)
+    return X[rows, y], np.maximum.reduce(others, axis=0)
 
 
 def row_max(a, keepdims=False):
@@ -261,6 +268,12 @@ class Normalization:
         tests/test_fast_paths.py.
 
     "auto" (default) picks "homogeneous" when the model is homogeneous, else "literal".
+
+    verify (default True): backward first checks that alpha still equals the alpha of
+    forward (a copy of alpha and a comparison per batch), and raises RuntimeError if
+    not. A training loop that always calls backward right after forward switches it
+    off (the losses' check_unchanged); the homogeneous path then keeps no copy at all
+    and uses the parameter arrays themselves, which hold the same numbers.
     """
 
     MODES = ("auto", "literal", "homogeneous")
@@ -269,9 +282,6 @@ class Normalization:
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
-        # verify: backward checks that alpha is still the alpha of forward (a copy and a
-        # comparison per step). A training loop that always runs backward right after
-        # forward may switch it off; the homogeneous path then keeps no copy at all.
         self.verify = bool(verify)
         self.R = None
         self.c = None
@@ -295,8 +305,8 @@ class Normalization:
             for name, p in layer.params.items():
                 if copy:
                     s = old.get((li, name))
-                    if s is None or s is layer.params[name] or s.shape != p.shape \
-                            or s.dtype != p.dtype:
+                    # (s is p: the last batch kept the array itself, copy=False)
+                    if s is None or s is p or s.shape != p.shape or s.dtype != p.dtype:
                         s = np.empty_like(p)
                     np.copyto(s, p)
                     p = s

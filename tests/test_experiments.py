@@ -253,3 +253,14 @@ def test_worker_processes_give_the_same_results(tmp_path):
         assert np.array_equal(runs[0].history["batch_acc"], pool.groups[key][0].history[
             "batch_acc"])
         assert runs[0].test["accuracy"] == pool.groups[key][0].test["accuracy"]
+
+
+def test_pool_gets_the_longest_runs_first():
+    """Runs resumed from a checkpoint (fewer iterations left) go last, so the workers
+    finish together; among equals the experiment's order is kept."""
+    from minits.training import RunConfig
+    tasks = [executor.Task(RunConfig(dataset="tiny", variant="one-scale", seed=s,
+                                     iterations=100), f"r{s}", f"c{s}", start=start)
+             for s, start in enumerate([0, 60, 0, 10, 0])]
+    order = [t.config.seed for t in executor.longest_first(tasks)]
+    assert order == [0, 2, 4, 3, 1]

@@ -12,13 +12,16 @@ from minits.scale import (
     Normalization,
     at_normalized_params,
     confidence,
+    confidence_terms,
     is_homogeneous,
     layer_norms,
+    logits_at_normalized,
     normalization_factor,
     normalized_confidence,
     normalized_logits,
     normalized_params,
     num_well_classified,
+    row_max,
     scale_R,
     well_classified,
 )
@@ -270,3 +273,86 @@ def test_homogeneity_eq8(seed, c):
     for layer in model.linear_layers():
         layer.params["W"] *= c
     np.testing.assert_allclose(model.forward(x), c ** 2 * X, rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- fast, same numbers
+# The training loop's hot path computes these numbers in cheaper ways; each must give
+# the numbers of the plain formula bit for bit (results files are compared exactly).
+
+
+def bits(a):
+    """dtype, shape and bytes of a: equal exactly when the arrays are equal bit for bit
+    (also NaN payloads and the sign of zero). Shared by the "same numbers" tests."""
+    a = np.asarray(a)
+    return a.dtype, a.shape, a.tobytes()
+
+
+@given(KINDS, SEEDS, st.booleans(), st.sampled_from([np.float32, np.float64]))
+def test_scale_R_is_np_prod_of_the_layer_norms_bit_for_bit(kind, seed, bias, dtype):
+    model, _, _ = make_model(kind, seed, bias, dtype=dtype)
+    assert scale_R(model) == float(np.prod(layer_norms(model)))
+
+
+@given(st.integers(1, 40), st.integers(1, 12), SEEDS, st.sampled_from([np.float32, np.float64]))
+def test_row_max_is_max_over_the_last_axis(n, K, seed, dtype):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, K)).astype(dtype)
+    a[rng.random((n, K)) < 0.1] = np.inf
+    a[rng.random((n, K)) < 0.1] = -np.inf
+    a[rng.random((n, K)) < 0.05] = np.nan  # NaN propagates, as in a.max
+    a[rng.random((n, K)) < 0.2] = 0.5  # ties
+    assert bits(row_max(a)) == bits(a.max(axis=-1))
+    assert bits(row_max(a, keepdims=True)) == bits(a.max(axis=-1, keepdims=True))
+    b = rng.standard_normal((2, n, K)).astype(dtype)  # other shapes: a.max(axis=-1)
+    assert bits(row_max(b)) == bits(b.max(axis=-1))
+    assert bits(row_max(b[0, 0])) == bits(b[0, 0].max(axis=-1))
+
+
+@given(st.integers(1, 30), st.integers(2, 12), SEEDS)
+def test_confidence_terms_are_the_true_logit_and_the_runner_up(n, K, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, K)).astype(np.float32)
+    X[rng.random((n, K)) < 0.2] = 1.0  # ties
+    y = rng.integers(0, K, size=n)
+    true, runner_up = confidence_terms(X, y)
+    others = X.astype(np.float64).copy()
+    others[np.arange(n), y] = -np.inf
+    assert bits(true) == bits(X[np.arange(n), y])
+    assert bits(runner_up) == bits(others.max(axis=1).astype(np.float32))
+    assert bits(confidence(X, y)) == bits(true - runner_up)
+
+
+@given(KINDS, SEEDS, st.sampled_from([np.float32, np.float64]), st.floats(-2, 2))
+def test_normalisation_without_verify_gives_the_same_numbers(kind, seed, dtype, dL_dR):
+    """verify=False keeps no copy of alpha on the homogeneous path (the loop's setting):
+    R, X_hat and every gradient are those of verify=True, bit for bit."""
+    model, x, _ = make_model(kind, seed, dtype=dtype)
+    dX_hat = np.random.default_rng(seed).standard_normal(
+        (len(x), model.forward(x).shape[1])).astype(dtype)
+    out = []
+    for verify in (True, False):
+        norm = Normalization(verify=verify)
+        X_hat = norm.forward(model, x)
+        norm.backward(dX_hat, dL_dR=dL_dR)
+        out.append((norm.R, bits(X_hat), [bits(layer.grads[name]) for layer, name, _, _
+                                          in norm._entries]))
+    assert out[0] == out[1]
+
+
+def test_normalisation_without_verify_keeps_no_copy_on_the_homogeneous_path():
+    model, x, _ = make_model("mlp", 0)
+    norm = Normalization(verify=False)
+    norm.forward(model, x)
+    assert all(a is layer.params[name] for layer, name, _, a in norm._entries)
+    model, x, _ = make_model("mlp", 0, bias=True)  # the literal path restores from copies
+    norm.forward(model, x)
+    assert not any(a is layer.params[name] for layer, name, _, a in norm._entries)
+
+
+@given(KINDS, SEEDS, st.booleans())
+def test_logits_at_normalized_with_R_given(kind, seed, bias):
+    model, x, _ = make_model(kind, seed, bias)
+    X_hat, X, R = logits_at_normalized(model, x)
+    X_hat2, X2, R2 = logits_at_normalized(model, x, R=scale_R(model))
+    assert R2 == R and bits(X_hat2) == bits(X_hat)
+    assert (X is None and X2 is None) or bits(X2) == bits(X)

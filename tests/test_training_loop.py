@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from test_scale import bits
 
 from minits.datasets import Dataset
 from minits.scale import scale_R
@@ -236,3 +237,74 @@ def test_superclass_measures_with_coarse_labels():
         assert split["superclass_accuracy"] >= split["accuracy"]  # a right class is a right
         assert split["superclass_close_enough"].shape == split["close_enough"].shape
         assert np.all(np.diff(split["superclass_close_enough"]) >= 0)
+
+
+# ----------------------------------------------------------------------------- same numbers
+# The loop's shortcuts (the test set converted once per run, no copy of alpha to compare,
+# R(alpha) once per evaluation) must not change a single number of a run.
+
+
+def test_to_inputs_of_an_index_array_and_of_a_slice(data):
+    from minits import datasets
+    from minits.training import evaluate
+    train_set, _ = data
+    index = np.array([5, 1, 7, 7, 90])
+    for dtype, standardize in ((np.float32, None), (np.float64, ((0.4,), (0.2,)))):
+        stats = None if standardize is None else tuple(np.asarray(s) for s in standardize)
+        expected = datasets.to_float(train_set.images[index], dtype, 255, stats)
+        assert bits(evaluate.to_inputs(train_set, index, dtype, standardize)) == bits(expected)
+        whole = evaluate.to_inputs(train_set, slice(None), dtype, standardize)
+        assert bits(whole[index]) == bits(expected)
+
+
+@pytest.mark.parametrize("variant, eta", [("two-scale", 0.01), ("plain-ce", None),
+                                          ("separation", 0.1)])
+def test_evaluation_on_converted_inputs_gives_the_same_measures(data, variant, eta):
+    from minits.training import evaluate
+    train_set, test_set = data
+    cfg = config(variant=variant, eta=eta, dtype="float32")
+    model = build_model(cfg, 3, (1, 4, 4))
+    loss = build_loss(cfg, scale_R(model))
+    inputs = evaluate.to_inputs(test_set, slice(None), np.float32, None)
+    assert (evaluate.quick_measures(model, loss, test_set, np.float32, None, 7, inputs=inputs)
+            == evaluate.quick_measures(model, loss, test_set, np.float32, None, 7))
+    a = evaluate.full_measures(model, loss, test_set, np.float32, None, per_object=True, chunk=7,
+                               inputs=inputs)
+    b = evaluate.full_measures(model, loss, test_set, np.float32, None, per_object=True, chunk=7)
+    assert a.keys() == b.keys() and all(bits(a[k]) == bits(b[k]) for k in a)
+
+
+@pytest.mark.parametrize("variant, eta", [("two-scale", 0.01), ("one-scale", None),
+                                          ("separation", 0.1), ("fixed", 1.0)])
+def test_a_run_without_the_alpha_comparison_is_the_same_run(data, monkeypatch, variant, eta):
+    """The loop sets loss.check_unchanged = False; a run with the check is identical."""
+    from minits.training import loop
+    cfg = config(variant=variant, eta=eta, dtype="float32")
+    plain = train(cfg, *data)
+
+    def checked_loss(config, R0):
+        loss = build_loss(config, R0)
+        assert loss.check_unchanged is False
+        loss.check_unchanged = True
+        return loss
+
+    monkeypatch.setattr(loop, "build_loss", checked_loss)
+    checked = train(cfg, *data)
+    for name, value in plain.history.state().items():
+        if name != "history_elapsed":
+            assert bits(value) == bits(checked.history.state()[name]), name
+    for split in ("train", "test"):
+        a, b = getattr(plain, split), getattr(checked, split)
+        assert all(bits(a[k]) == bits(b[k]) for k in a), split
+
+
+def test_compressed_archives_hold_the_same_arrays(tmp_path):
+    from minits.training import atomic
+    arrays = {"a": np.arange(7.0), "b": np.float32([1.5, -2.0]), "c": np.int16([3, 4]),
+              "s": np.str_('{"x": 1}'), "n": np.int64(5), "e": np.zeros(0, np.float32)}
+    atomic.savez(tmp_path / "r.npz", compress=True, **arrays)
+    atomic.savez(tmp_path / "c.npz", compress=False, **arrays)
+    for name in ("r.npz", "c.npz"):
+        with np.load(tmp_path / name) as f:
+            assert sorted(f.files) == sorted(arrays)
+            assert all(bits(f[k]) == bits(v) for k, v in arrays.items())

@@ -106,7 +106,7 @@ def reduce(values, reduction):
     if reduction == "none":
         return values
     # np.mean(values, dtype=np.float64): the float64 sum divided by N, without its wrapper
-    return float(np.add.reduce(values, dtype=np.float64)) / len(values)
+    return float(np.add.reduce(values, axis=None, dtype=np.float64)) / values.size
 
 
 def second_branch(delta, eta):

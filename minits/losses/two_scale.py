@@ -27,6 +27,7 @@ import numpy as np
 from ..scale import (
     Normalization,
     confidence,
+    confidence_terms,
     is_homogeneous,
     logits_at_normalized,
     row_max,
@@ -112,8 +113,8 @@ def two_scale_value_and_grad(X_hat, y, R1, R2, second, objective=cross_entropy,
     if dL_dR is None:
         return values, dX_hat, None, None
     s = dL_dR(X_hat, y, scale, dz)
-    dR1 = float(np.sum(s[~second], dtype=np.float64))
-    dR2 = float(np.sum(s[second], dtype=np.float64))
+    dR1 = float(np.add.reduce(s[~second], dtype=np.float64))  # = np.sum(.., dtype=np.float64)
+    dR2 = float(np.add.reduce(s[second], dtype=np.float64))
     return values, dX_hat, dR1, dR2
 
 
@@ -131,6 +132,7 @@ class NormalizedLoss(Loss):
         self.eta = check_eta(eta)
         self.confidence = check_confidence_mode(confidence)
         self._norm = Normalization()
+        self._terms = None  # (X_{i(s)}, max_{i != i(s)} X_i) of the batch, see _correct
 
     def _normalized_forward(self, model, x):
         """-> X_hat (N, K), R(alpha) and the raw logits X when they need their own pass."""
@@ -149,8 +151,14 @@ class NormalizedLoss(Loss):
 
         scaled: the scale of the "scaled" mode (R1 for Eq. (13), R for Eq. (17)).
         """
-        if self.confidence == "raw":
-            delta = confidence(R * X_hat if X is None else X, y)  # X = R X_hat, Eq. (8)
+        self._terms = None
+        if self.confidence == "raw" and X is not None:
+            true, runner_up = confidence_terms(X, y)
+            delta = true - runner_up
+            if X is self._norm.X:  # the homogeneous path: X_hat = X / R, entry by entry
+                self._terms = (true, runner_up)
+        elif self.confidence == "raw":
+            delta = confidence(R * X_hat, y)  # X = R X_hat, Eq. (8)
         elif self.confidence == "normalized":
             delta = confidence(X_hat, y)
         else:
@@ -185,10 +193,27 @@ class NormalizedLoss(Loss):
 
         return predict
 
+    def _correct(self, scale, y):
+        """Eq. (11) on the batch: delta > 0 of the test-time logits scale * X_hat, (N,) bool.
+
+        On the homogeneous path X_hat = X / R entry by entry, and for 0 < scale (both
+        as floats of X's dtype) the rounded maps v -> v / R and v -> scale v never
+        decrease, so the largest other entry of scale X_hat is scale (runner_up / R),
+        from the terms of delta X that _split computed; and a difference of two
+        floats is > 0 exactly when the first is larger (NaN: False either way). The
+        same booleans, from (N,) instead of (N, K) arrays.
+        """
+        finfo = np.finfo(self._X_hat.dtype)
+        R = self._norm.R
+        if self._terms is not None and 0 < scale <= finfo.max and finfo.tiny <= R <= finfo.max:
+            true, runner_up = self._terms
+            return scale * (true / R) > scale * (runner_up / R)
+        return confidence(scale * self._X_hat, y) > 0
+
     def _finish_forward(self, model, y, values, dX_hat, delta, second, test_scale, scales):
         N = len(y)
         self.last = Diagnostics(confidence=delta, second=second,
-                                correct=confidence(test_scale * self._X_hat, y) > 0,
+                                correct=self._correct(test_scale, y),
                                 values=values, R=self._norm.R, scales=scales)
         self._model, self._dX = model, dX_hat / N
         return reduce(values, self.reduction)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -65,8 +66,17 @@ def savez(path, compress=True, **arrays):
 
     The archive is built in memory first, so the temporary file is written in one
     go (np.savez on a path would also append ".npz" to names without it).
+    compress: deflate every array as np.savez_compressed does, at zlib level 1
+    instead of its default 6 (about the same size for these float arrays, written
+    in half the time); np.load reads both alike.
     """
     buf = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    if compress:
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, value in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    else:
+        np.savez(buf, **arrays)
     with atomic_write(path, "wb") as f:
         f.write(buf.getbuffer())

@@ -7,6 +7,7 @@ The correct class is used only after the probabilities are computed.
 import numpy as np
 
 from .. import datasets, metrics
+from ..scale import row_max
 
 AT_GRID = np.round(np.linspace(0.0, 0.05, 11), 6)
 """Close-enough thresholds `at` (Fig. 2, 7: the paper looks at 0 < at < 0.05)."""
@@ -31,7 +32,12 @@ def to_inputs(dataset, index, dtype, standardize):
     stats = None
     if standardize is not None:
         stats = (np.asarray(standardize[0]), np.asarray(standardize[1]))
-    return datasets.to_float(dataset.images[index], dtype, dataset.max_value, stats)
+    if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
+        # the rows images[index] would copy, about a third faster for a batch
+        images = np.take(dataset.images, index, axis=0)
+    else:
+        images = dataset.images[index]
+    return datasets.to_float(images, dtype, dataset.max_value, stats)
 
 
 def predict(model, loss, dataset, dtype, standardize, chunk=500, logits=False, inputs=None):
@@ -135,7 +141,7 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         out["superclass_close_enough"] = np.asarray(
             metrics.close_enough_accuracy(yc, coarse, AT_GRID), dtype=float)
     if per_object:
-        out["p_max"] = proba.max(axis=1).astype(np.float32)
+        out["p_max"] = row_max(proba).astype(np.float32)
         out["p_correct"] = proba[np.arange(len(y)), y].astype(np.float32)
         out["delta_p"] = np.asarray(metrics.delta_p(y, proba)).astype(np.float32)
         out["pred"] = proba.argmax(axis=1).astype(np.int16)
