@@ -20,6 +20,7 @@ from minits.training import checkpoint, results
 def tiny(monkeypatch):
     """A tiny data set the executor finds under the name 'tiny' (in this process)."""
     monkeypatch.setattr(executor, "_DATA", {})
+    monkeypatch.setattr(executor, "_TEST_INPUTS", {})
     executor.remember_split("tiny", "train", None, tiny_dataset(96, "train", 1))
     executor.remember_split("tiny", "test", None, tiny_dataset(40, "test", 2))
 
@@ -264,3 +265,21 @@ def test_pool_gets_the_longest_runs_first():
              for s, start in enumerate([0, 60, 0, 10, 0])]
     order = [t.config.seed for t in executor.longest_first(tasks)]
     assert order == [0, 2, 4, 3, 1]
+
+
+def test_a_worker_converts_the_test_set_once_for_its_runs(tiny):
+    """executor.test_inputs: one read-only conversion shared by the runs of a process
+    with the same data set, dtype and standardisation; at most one set is held."""
+    import dataclasses
+
+    from minits.training import RunConfig, evaluate
+    a = RunConfig(dataset="tiny", variant="one-scale", seed=0, iterations=5)
+    first = executor.test_inputs(a, None)
+    assert executor.test_inputs(dataclasses.replace(a, variant="plain-ce", seed=4), None) is first
+    assert not first.flags.writeable
+    test_set = executor.load_split("tiny", "test", None)
+    expected = evaluate.to_inputs(test_set, slice(None), np.dtype(a.dtype), None)
+    assert first.dtype == expected.dtype and first.tobytes() == expected.tobytes()
+    other = executor.test_inputs(dataclasses.replace(a, dtype="float64"), None)
+    assert other.dtype == np.float64 and list(executor._TEST_INPUTS.values()) == [other]
+    assert executor.test_inputs(a, None) is not first  # converted again: same numbers

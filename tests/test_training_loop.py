@@ -308,3 +308,21 @@ def test_compressed_archives_hold_the_same_arrays(tmp_path):
         with np.load(tmp_path / name) as f:
             assert sorted(f.files) == sorted(arrays)
             assert all(bits(f[k]) == bits(v) for k, v in arrays.items())
+
+
+def test_test_inputs_given_by_the_caller_give_the_same_run(data):
+    """train(test_inputs=...) (a sweep's worker converts the test set once) is the run
+    that converts them itself; inputs of another shape or dtype are refused."""
+    from minits.training import evaluate
+    train_set, test_set = data
+    cfg = config(dtype="float32")
+    inputs = evaluate.to_inputs(test_set, slice(None), np.float32, None)
+    inputs.flags.writeable = False  # as the worker holds them: no run may write into them
+    given, plain = train(cfg, *data, test_inputs=inputs), train(cfg, *data)
+    for name, value in plain.history.state().items():
+        if name != "history_elapsed":
+            assert bits(value) == bits(given.history.state()[name]), name
+    assert all(bits(plain.test[k]) == bits(given.test[k]) for k in plain.test)
+    for wrong in (inputs.astype(np.float64), inputs[:-1]):
+        with pytest.raises(ValueError, match="test_inputs must be"):
+            train(cfg, *data, test_inputs=wrong)

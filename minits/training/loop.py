@@ -44,7 +44,8 @@ def _stderr(message):
 
 
 def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every=None,
-          stop=None, max_iterations=None, progress=None, log=_stderr, eval_chunk=500):
+          stop=None, max_iterations=None, progress=None, log=_stderr, eval_chunk=500,
+          test_inputs=None):
     """Train one run of `config`; resume from `checkpoint_path` when it exists.
 
     train_set, test_set: objects with .images uint8 (n, C, H, W), .labels int (n,),
@@ -58,8 +59,13 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
     progress: callable(k) told after every k finished steps.
     log: callable(str) for loud messages (scale <= 0, non-finite loss).
 
-    The test set is evaluated every config.eval_every steps: its images are converted
-    to floats once per run and held for the run (31 MB for MNIST in float32).
+    test_inputs: the test images as floats, evaluate.to_inputs(test_set, slice(None),
+        dtype, config.standardize), when the caller keeps them for several runs (a
+        sweep's worker process does); None converts them here, once for the run.
+
+    The test set is evaluated every config.eval_every steps, always from its images
+    converted to floats once (31 MB for MNIST in float32), the same numbers as chunk
+    by chunk.
     Returns a RunResult; result.completed is False when the run stopped early.
     """
     started = time.perf_counter()
@@ -80,9 +86,11 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         t, history = checkpoint.load(checkpoint_path, config, model, loss)
     elapsed_before = history.elapsed  # seconds spent in earlier (interrupted) sessions
     eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
-    # the test set is evaluated at every point of eval_points: convert its images to
-    # floats once for the run (the same numbers as chunk by chunk), not at every point
-    test_inputs = evaluate.to_inputs(test_set, slice(None), dtype, config.standardize)
+    if test_inputs is None:  # converted once for the run, not at every evaluation
+        test_inputs = evaluate.to_inputs(test_set, slice(None), dtype, config.standardize)
+    elif test_inputs.shape != test_set.images.shape or test_inputs.dtype != dtype:
+        raise ValueError(f"test_inputs must be the test images as {dtype} of shape "
+                         f"{test_set.images.shape}, got {test_inputs.dtype} {test_inputs.shape}")
     if t == 0:
         _evaluate(history, 0, model, loss, test_set, test_inputs, config, eval_chunk)
 
