@@ -267,7 +267,7 @@ def test_pool_gets_the_longest_runs_first():
     assert order == [0, 2, 4, 3, 1]
 
 
-def test_a_worker_converts_the_test_set_once_for_its_runs(tiny):
+def test_a_worker_converts_the_test_set_once_for_its_runs(tiny, monkeypatch):
     """executor.test_inputs: one read-only conversion shared by the runs of a process
     with the same data set, dtype and standardisation; at most one set is held."""
     import dataclasses
@@ -283,3 +283,5 @@ def test_a_worker_converts_the_test_set_once_for_its_runs(tiny):
     other = executor.test_inputs(dataclasses.replace(a, dtype="float64"), None)
     assert other.dtype == np.float64 and list(executor._TEST_INPUTS.values()) == [other]
     assert executor.test_inputs(a, None) is not first  # converted again: same numbers
+    monkeypatch.setattr(evaluate, "HOLD_BYTES", 0)  # over budget: chunk by chunk
+    assert executor.test_inputs(dataclasses.replace(a, dtype="float64"), None) is None

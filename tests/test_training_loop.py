@@ -326,3 +326,32 @@ def test_test_inputs_given_by_the_caller_give_the_same_run(data):
     for wrong in (inputs.astype(np.float64), inputs[:-1]):
         with pytest.raises(ValueError, match="test_inputs must be"):
             train(cfg, *data, test_inputs=wrong)
+
+
+def test_a_test_set_over_the_memory_budget_is_converted_chunk_by_chunk(data, monkeypatch):
+    """evaluate.held_inputs holds the converted test set only within its budget; above
+    it every evaluation converts chunk by chunk, and the run is the same run."""
+    from minits.training import evaluate
+    train_set, test_set = data
+    n_bytes = test_set.images.size * 4
+    held = evaluate.held_inputs(test_set, np.float32, None, budget=n_bytes)
+    expected = evaluate.to_inputs(test_set, slice(None), np.float32, None)
+    assert bits(held) == bits(expected)
+    assert evaluate.held_inputs(test_set, np.float32, None, budget=n_bytes - 1) is None
+    assert evaluate.held_inputs(test_set, np.float64, None, budget=n_bytes) is None
+
+    cfg = config(dtype="float32")
+    reference = train(cfg, *data, eval_chunk=16)  # held: the chunks are views
+    monkeypatch.setattr(evaluate, "HOLD_BYTES", 0)
+    chunks = []
+    to_inputs = evaluate.to_inputs
+    monkeypatch.setattr(evaluate, "to_inputs", lambda ds, index, *a: chunks.append(
+        (ds is test_set, index)) or to_inputs(ds, index, *a))
+    chunked = train(cfg, *data, eval_chunk=16)
+    # 4 evaluations (0, 6, 12, 18) and the final one, each in chunks of 16 of 40 images
+    assert [i for is_test, i in chunks if is_test] == 5 * [slice(0, 16), slice(16, 32),
+                                                           slice(32, 40)]
+    for name, value in reference.history.state().items():
+        if name != "history_elapsed":
+            assert bits(value) == bits(chunked.history.state()[name]), name
+    assert all(bits(reference.test[k]) == bits(chunked.test[k]) for k in reference.test)

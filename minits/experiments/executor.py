@@ -78,17 +78,18 @@ _TEST_INPUTS = {}  # one entry: the converted test set of the last run
 
 
 def test_inputs(config, data_dir):
-    """The test images of `config`'s data set as float inputs, converted once per
-    process for all its runs with the same dtype and standardisation: a run evaluates
-    them eleven times or more, and converting 10,000 MNIST images into fresh memory
-    costs ~40 ms a run. Read-only, so that no run can change what the next one sees."""
+    """The test images of `config`'s data set as float inputs, evaluate.held_inputs
+    (None when they exceed its memory budget), converted once per process for all its
+    runs with the same dtype and standardisation: a run evaluates them eleven times or
+    more, and converting 10,000 MNIST images into fresh memory costs ~40 ms a run.
+    Read-only, so that no run can change what the next one sees."""
     key = (config.dataset, data_dir, config.dtype, config.standardize)
     if key not in _TEST_INPUTS:
         _TEST_INPUTS.clear()  # never more than one converted set in memory
         test_set = load_split(config.dataset, "test", data_dir)
-        inputs = evaluate.to_inputs(test_set, slice(None), np.dtype(config.dtype),
-                                    config.standardize)
-        inputs.flags.writeable = False
+        inputs = evaluate.held_inputs(test_set, np.dtype(config.dtype), config.standardize)
+        if inputs is not None:
+            inputs.flags.writeable = False
         _TEST_INPUTS[key] = inputs
     return _TEST_INPUTS[key]
 

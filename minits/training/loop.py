@@ -61,11 +61,10 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
 
     test_inputs: the test images as floats, evaluate.to_inputs(test_set, slice(None),
         dtype, config.standardize), when the caller keeps them for several runs (a
-        sweep's worker process does); None converts them here, once for the run.
+        sweep's worker process does); None: evaluate.held_inputs converts them here,
+        once for the run, when they fit its memory budget (MNIST: 31 MB), else every
+        evaluation converts chunk by chunk (the same numbers).
 
-    The test set is evaluated every config.eval_every steps, always from its images
-    converted to floats once (31 MB for MNIST in float32), the same numbers as chunk
-    by chunk.
     Returns a RunResult; result.completed is False when the run stopped early.
     """
     started = time.perf_counter()
@@ -86,8 +85,8 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         t, history = checkpoint.load(checkpoint_path, config, model, loss)
     elapsed_before = history.elapsed  # seconds spent in earlier (interrupted) sessions
     eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
-    if test_inputs is None:  # converted once for the run, not at every evaluation
-        test_inputs = evaluate.to_inputs(test_set, slice(None), dtype, config.standardize)
+    if test_inputs is None:  # the test set is evaluated at every point of eval_points
+        test_inputs = evaluate.held_inputs(test_set, dtype, config.standardize)
     elif test_inputs.shape != test_set.images.shape or test_inputs.dtype != dtype:
         raise ValueError(f"test_inputs must be the test images as {dtype} of shape "
                          f"{test_set.images.shape}, got {test_inputs.dtype} {test_inputs.shape}")
