@@ -145,7 +145,8 @@ def logits_at_normalized(model, x, mode="auto", R=None):
     at alpha, X_hat = X / R (Eq. (8); exact up to rounding, see Normalization).
     "literal": X_hat by a forward pass at alpha_hat (``at_normalized_params``), X is None.
     R: scale_R(model) when the caller already has it (e.g. once for all the chunks of
-    a data set, alpha unchanged since), else computed here.
+    a data set, alpha unchanged since), else computed here; used on the homogeneous
+    path only (the literal path computes R as it scales alpha: the same number).
     Returns X_hat (N, K), X (N, K) or None, R (float).
     """
     if Normalization(mode)._use_fast_path(model):

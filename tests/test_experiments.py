@@ -268,20 +268,26 @@ def test_pool_gets_the_longest_runs_first():
 
 
 def test_a_worker_converts_the_test_set_once_for_its_runs(tiny, monkeypatch):
-    """executor.test_inputs: one read-only conversion shared by the runs of a process
+    """executor.held_test_inputs: one read-only conversion shared by the runs of a process
     with the same data set, dtype and standardisation; at most one set is held."""
     import dataclasses
 
     from minits.training import RunConfig, evaluate
     a = RunConfig(dataset="tiny", variant="one-scale", seed=0, iterations=5)
-    first = executor.test_inputs(a, None)
-    assert executor.test_inputs(dataclasses.replace(a, variant="plain-ce", seed=4), None) is first
+    first = executor.held_test_inputs(a, None)
+    other_run = dataclasses.replace(a, variant="plain-ce", seed=4)
+    assert executor.held_test_inputs(other_run, None) is first
     assert not first.flags.writeable
     test_set = executor.load_split("tiny", "test", None)
     expected = evaluate.to_inputs(test_set, slice(None), np.dtype(a.dtype), None)
     assert first.dtype == expected.dtype and first.tobytes() == expected.tobytes()
-    other = executor.test_inputs(dataclasses.replace(a, dtype="float64"), None)
+    other = executor.held_test_inputs(dataclasses.replace(a, dtype="float64"), None)
     assert other.dtype == np.float64 and list(executor._TEST_INPUTS.values()) == [other]
-    assert executor.test_inputs(a, None) is not first  # converted again: same numbers
+    assert executor.held_test_inputs(a, None) is not first  # converted again: same numbers
+    executor.remember_split("tiny", "test", None, tiny_dataset(40, "test", 3))
+    replaced = executor.held_test_inputs(a, None)  # another test set: converted anew
+    assert replaced.tobytes() == evaluate.to_inputs(executor.load_split("tiny", "test", None),
+                                                    slice(None), np.float32, None).tobytes()
+    assert replaced.tobytes() != first.tobytes()
     monkeypatch.setattr(evaluate, "HOLD_BYTES", 0)  # over budget: chunk by chunk
-    assert executor.test_inputs(dataclasses.replace(a, dtype="float64"), None) is None
+    assert executor.held_test_inputs(dataclasses.replace(a, dtype="float64"), None) is None

@@ -119,6 +119,20 @@ def test_conv_refuses_silent_upcast_and_bad_shapes():
         mt.Conv2d(3, 4, 3, padding=-1)
     with pytest.raises(ValueError, match="block"):
         mt.Conv2d(3, 4, 3, block=0)
+    with pytest.raises(ValueError, match="block"):
+        mt.Conv2d(3, 4, 3, block=True)  # a flag, not a width
+
+
+@pytest.mark.parametrize("block", [None, 1, 3])
+def test_conv_of_an_empty_batch(block):
+    """N = 0 (e.g. the last chunk of an empty split): empty output and input
+    gradient, and a zero weight gradient (an empty sum)."""
+    layer = mt.Conv2d(3, 4, 3, padding=1, block=block)
+    layer.grads["W"][...] = 1.0
+    out = layer.forward(np.ones((0, 3, 7, 7), np.float32))
+    assert out.shape == (0, 4, 7, 7)
+    assert layer.backward(out).shape == (0, 3, 7, 7)
+    assert not layer.grads["W"].any()
 
 
 def test_conv_backward_overwrites_grads():

@@ -59,6 +59,7 @@ class Outcome:
 # ----------------------------------------------------------------------------- data
 
 _DATA = {}
+_TEST_INPUTS = {}  # one entry: the converted test set of the last runs
 
 
 def load_split(name, split, data_dir):
@@ -72,12 +73,10 @@ def load_split(name, split, data_dir):
 def remember_split(name, split, data_dir, dataset):
     """Give this process's cache a data set already loaded (e.g. by the parent)."""
     _DATA[(name, split, data_dir)] = dataset
+    _TEST_INPUTS.clear()  # they may have been converted from the data set replaced
 
 
-_TEST_INPUTS = {}  # one entry: the converted test set of the last run
-
-
-def test_inputs(config, data_dir):
+def held_test_inputs(config, data_dir):
     """The test images of `config`'s data set as float inputs, evaluate.held_inputs
     (None when they exceed its memory budget), converted once per process for all its
     runs with the same dtype and standardisation: a run evaluates them eleven times or
@@ -107,7 +106,7 @@ def run_task(task, stop=None, progress=None, log=None):
         test_set = load_split(config.dataset, "test", task.data_dir)
         result = loop.train(config, train_set, test_set, checkpoint_path=task.checkpoint_path,
                             stop=stop, progress=progress,
-                            test_inputs=test_inputs(config, task.data_dir),
+                            test_inputs=held_test_inputs(config, task.data_dir),
                             log=log or (lambda m: print(m, file=sys.stderr, flush=True)))
         if not result.completed:
             return Outcome(config.key, config.seed, "interrupted",

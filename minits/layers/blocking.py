@@ -33,7 +33,8 @@ backward of a blocked convolution uses the second of each pair.
 import numpy as np
 
 # a product with fewer rows than this streams its columns for little arithmetic
-# (measured on OpenBLAS: 6 rows cost nearly as much as 16, see docs/performance.md)
+# (OpenBLAS, conv1's columns: 4, 8 and 16 rows took 3.5, 4.8 and 5.8 ms, see
+# docs/performance.md)
 MIN_ROWS = 16
 
 
@@ -51,8 +52,13 @@ def choose_block(out_channels, kernel_size, stride, out_width):
     b = -(-MIN_ROWS // out_channels)
     for candidate in range(b, 2 * b):
         if out_width % candidate == 0:
-            return min(candidate, out_width)
+            return candidate
     return min(b, out_width)
+
+
+def num_blocks(out_width, block):
+    """ceil(Wo / b): the blocks of b outputs per output row, the last one maybe partial."""
+    return -(-out_width // block)
 
 
 def blocked_width(kernel_size, stride, block):

@@ -33,7 +33,8 @@ class Conv2d(Layer):
     product above) unless the layer has fewer than 16 filters and overlapping
     windows. With b > 1 the forward and dW use the blocked weights Wb (F*b, C*k*kw)
     and columns cols (C*k*kw, N*Ho*ceil(Wo/b)): out = interleave(Wb @ cols) and
-    dW = fold_weight_grad(deinterleave(dout) @ cols.T). Any b gives the same results.
+    dW = fold_weight_grad(deinterleave(dout) @ cols.T). Any b computes the same
+    convolution; results agree up to rounding, since the sums run in another order.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False,
@@ -43,7 +44,7 @@ class Conv2d(Layer):
                                  ("kernel_size", kernel_size, 1), ("stride", stride, 1),
                                  ("padding", padding, 0),
                                  ("block", 1 if block is None else block, 1)):
-            if int(value) != value or value < low:
+            if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"Conv2d {name} must be an integer >= {low}, got {value!r}")
         dtype = check_dtype(dtype)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
@@ -70,7 +71,7 @@ class Conv2d(Layer):
         N, F, Ho, Wo = self.output_shape(x.shape)
         k, s, p, W = self.kernel_size, self.stride, self.padding, self.params["W"]
         b = min(self.block or blocking.choose_block(F, k, s, Wo), Wo)
-        blocks, kw = -(-Wo // b), blocking.blocked_width(k, s, b)  # ceil(Wo / b) per row
+        blocks, kw = blocking.num_blocks(Wo, b), blocking.blocked_width(k, s, b)
         # a last, partial block reads past the right edge: give it zeros to read
         extra = max(0, s * (b * blocks - 1) + k - (x.shape[3] + 2 * p))
         xc = pad(x.transpose(1, 0, 2, 3), p, extra)  # channel-first (C, N, Hp, Wp)
@@ -100,7 +101,7 @@ class Conv2d(Layer):
             np.matmul(dout2, cols.T, out=self.grads["W"].reshape(F, -1))
         else:
             N, Ho, Wo = dout_c.shape[1:]
-            doutb = scratch(self, "doutb", (F, b, N, Ho, -(-Wo // b)), dout.dtype)
+            doutb = scratch(self, "doutb", (F, b, N, Ho, blocking.num_blocks(Wo, b)), dout.dtype)
             dout2 = blocking.deinterleave(dout_c, doutb).reshape(F * b, -1)
             blocking.fold_weight_grad(dout2 @ cols.T, b, s, out=self.grads["W"])
         if "b" in self.params:

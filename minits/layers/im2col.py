@@ -81,7 +81,8 @@ def im2col(x, kernel_size, stride, out=None):
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     cols = out.reshape(shape)
-    if not np.may_share_memory(cols, out):  # reshape had to copy: writes would be lost
+    # reshape had to copy: writes would be lost (an empty array shares no memory at all)
+    if out.size and not np.may_share_memory(cols, out):
         raise ValueError(f"im2col: out of shape {out.shape} and strides {out.strides} cannot "
                          f"be viewed as {shape}")
     xj = np.empty((C, N, Hp, Wo), dtype=x.dtype)

@@ -15,8 +15,8 @@ Which confidence delta splits the batch (paper-notes, ambiguity 1):
                  R(alpha) drifts and the effective threshold eta / R moves.
     "normalized" delta X_hat = delta X(alpha_hat, s)
     "scaled"     delta of the R1-scaled logits R1 X_hat (for Eq. (17): R X_hat)
-For bias-free networks "raw" uses X = R X_hat (Eq. (8)); otherwise it runs a
-second forward pass at alpha.
+For bias-free networks "raw" takes X from the one forward pass at alpha that also
+gives X_hat = X / R (Eq. (8)); otherwise it runs a second forward pass at alpha.
 
 dL/dR_k is computed by Eq. (15), as the paper writes it; it equals the
 general formula sum_i p_i X_hat_i - X_hat_{i(s)} with p = softmax(R_k X_hat).
