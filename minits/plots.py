@@ -60,8 +60,10 @@ def smooth(values, window):
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _save(fig, path):
-    """Save a figure atomically as PNG."""
+def _save(fig, path, title):
+    """Give the figure its title, lay it out and save it atomically as PNG."""
+    fig.suptitle(title)
+    fig.tight_layout()
     with atomic.atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
@@ -97,9 +99,7 @@ def accuracy_curves(summary, path):
             axes[row, col].set_ylabel("accuracy (%)")
             axes[row, col].grid(alpha=0.3)
     axes[0, 1].legend(fontsize=8, loc="lower right", title="loss (seeds)", title_fontsize=8)
-    fig.suptitle(summary.experiment.title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, summary.experiment.title)
 
 
 def _final_curves(summary, path, x_key, y_key, xlabel, ylabel, title, percent_x=False):
@@ -115,9 +115,7 @@ def _final_curves(summary, path, x_key, y_key, xlabel, ylabel, title, percent_x=
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="lower right", title="loss (seeds)", title_fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def close_enough(summary, path, superclass=False):
@@ -154,9 +152,7 @@ def histograms(summary, path):
             ax.hist(values, bins=40, range=rng, color="tab:blue" if col == 0 else "0.35")
             ax.set_title(f"{row_obj.label}: {title}", fontsize=9)
             ax.set_ylabel("objects")
-    fig.suptitle(f"{summary.experiment.title}: test set, pooled over seeds")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, f"{summary.experiment.title}: test set, pooled over seeds")
 
 
 def _histogram_pair(summary):
@@ -200,9 +196,7 @@ def final_vs_eta(summary, path):
                      + ", end of training")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    fig.suptitle(summary.experiment.title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, summary.experiment.title)
 
 
 def scales(summary, path):
@@ -224,9 +218,7 @@ def scales(summary, path):
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(summary.experiment.title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, summary.experiment.title)
 
 
 def draw_all(summary, folder):
