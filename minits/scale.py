@@ -315,15 +315,15 @@ class Normalization:
         self._model, self._n = model, len(layers)
 
     def _sq_norm64(self, li, name, p):
-        """||p||^2 in float64, the same number as the module's _sq_norm (the same float64
-        values, the same dot product), converted into a work array kept between batches."""
-        if p.dtype == np.float64:
-            return _sq_norm(p)
-        buf = self._f64.get((li, name))
-        if buf is None or buf.shape != p.shape:
-            buf = self._f64[(li, name)] = np.empty(p.shape, np.float64)
-        np.copyto(buf, p)
-        return float(np.vdot(buf, buf))
+        """_sq_norm(p), with p converted to float64 in a work array kept between batches
+        rather than a fresh copy per batch: the same float64 values, the same number."""
+        if p.dtype != np.float64:
+            buf = self._f64.get((li, name))
+            if buf is None or buf.shape != p.shape:
+                buf = self._f64[(li, name)] = np.empty(p.shape, np.float64)
+            np.copyto(buf, p)
+            p = buf
+        return _sq_norm(p)
 
     def _scale_in_place(self):
         for layer, name, _, _ in self._entries:
