@@ -9,7 +9,8 @@ Training runs and the paper's experiments live in minits.training and
 minits.experiments; the command line in minits.cli.
 """
 
-from . import datasets, gradcheck, layers, losses, metrics, models
+from . import backend, datasets, gradcheck, layers, losses, metrics, models
+from .backend import current_impl, use, using
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Softmax
 from .optim import SGD
 from .scale import scale_R

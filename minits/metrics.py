@@ -135,7 +135,7 @@ def superclass_accuracy(y_coarse, proba, fine_to_coarse):
 
 
 def confidence(logits, y):
-    """Classification confidence per object (Sec. 2.2, paper-notes typo 1):
+    """Classification confidence per object (Sec. 2.2, docs/decisions.md#D1):
 
         dX(s) = X_{i(s)} - max_{i != i(s)} X_i.
 

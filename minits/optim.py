@@ -9,7 +9,7 @@ One step on a batch B_n, after loss.forward and loss.backward:
 Scales that are not trainable (fixed two-scale, Eq. (16)) are absent from
 loss.grads and never move.
 
-Nothing in Eq. (14) keeps a scale positive (paper-notes §14). After each step
+Nothing in Eq. (14) keeps a scale positive (docs/decisions.md#D17). After each step
 ``step`` returns the names of the loss's scales that are <= 0 or not finite
 (an empty list when all is well) and keeps them in ``self.nonpositive_scales``;
 training reports them loudly. The step itself is still taken, as the paper

@@ -1,6 +1,6 @@
 """The size of the parameters and the normalised network, Eq. (7)-(11).
 
-Notation (paper-notes, "Objects"): the model has n = M-1 linear layers
+Notation (docs/decisions.md#notation): the model has n = M-1 linear layers
 (Linear, Conv2d) with parameters alpha^1..alpha^n; for a layer with a bias,
 alpha^l is W and b together.
 
@@ -15,11 +15,11 @@ alpha^l is W and b together.
     acc        = #W_{0,T} / #T                                   Eq. (11)
 
 X_hat is computed literally -- a forward pass with the parameters scaled in
-place by c and then restored bit for bit from a copy (paper-notes §11) -- for
+place by c and then restored bit for bit from a copy (docs/decisions.md#D14) -- for
 networks with biases; for bias-free ReLU / max-pool networks Eq. (8) makes it
 X / R, one forward pass at alpha (``Normalization`` explains why this is exact).
 ``Normalization`` also carries the gradient back through alpha -> alpha_hat
-(paper-notes §4).
+(docs/decisions.md#D7).
 """
 
 import math
@@ -131,7 +131,7 @@ def normalized_logits(model, x):
     model: Sequential; x: its input (N, ...) -> X_hat (N, K), model dtype.
     For bias-free ReLU / max-pool networks this is X / R (Eq. (8)), one forward
     pass at alpha; with biases it is the literal forward pass at alpha_hat
-    (paper-notes §11). The model is unchanged.
+    (docs/decisions.md#D14). The model is unchanged.
     """
     return logits_at_normalized(model, x)[0]
 
@@ -168,7 +168,7 @@ def is_homogeneous(model):
 def confidence(X, y):
     """Classification confidence delta X = X_{i(s)} - max_{i != i(s)} X_i (Sec. 2.2).
 
-    (The paper's text writes X_{i(s)+1} inside the max; paper-notes typo 1.)
+    (The paper's text writes X_{i(s)+1} inside the max; docs/decisions.md#D1.)
     X: logits (N, K), K >= 2; y: labels (N,) -> (N,), dtype of X.
     delta > 0 exactly when s is correctly classified, Eq. (7).
     """
@@ -213,7 +213,7 @@ def normalized_confidence(model, x, y):
 
 
 def well_classified(delta, eta):
-    """Membership of W_{eta,I}: delta X(alpha, s) > eta (strict, paper-notes §12).
+    """Membership of W_{eta,I}: delta X(alpha, s) > eta (strict, docs/decisions.md#D15).
 
     delta: confidences (N,); eta: a real number >= 0 -> bool (N,).
     Eq. (11): the accuracy is well_classified(delta, 0).mean().
@@ -227,7 +227,7 @@ def num_well_classified(delta, eta):
 
 
 class Normalization:
-    """Forward at alpha_hat and the chain rule back to alpha (paper-notes §4).
+    """Forward at alpha_hat and the chain rule back to alpha (docs/decisions.md#D7).
 
     A loss that depends on alpha through X_hat = X(alpha_hat) -- and possibly
     explicitly through R(alpha), as Eq. (17) with a live R -- uses
@@ -252,7 +252,7 @@ class Normalization:
     "literal": the parameters are scaled in place to alpha_hat for the forward
         and backward passes and restored bit for bit from a copy in between;
         the model holds alpha outside forward and backward. Works for any
-        network; the default for networks with biases (paper-notes §11).
+        network; the default for networks with biases (docs/decisions.md#D14).
     "homogeneous": for bias-free ReLU / max-pool networks (``is_homogeneous``),
         the default there. Exact by Eq. (8): X is positively homogeneous of
         degree one in each alpha^l, so X(alpha_hat) = c^n X(alpha) = X / R (c^n = 1/R).

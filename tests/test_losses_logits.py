@@ -308,7 +308,7 @@ def test_separation_values_and_gradients(case, Rs):
 
 @given(two_scale_cases(), st.floats(0.5, 20))
 def test_dL_dRs_is_non_positive(case, Rs):
-    # paper-notes typo 3: the paper says "non-negative"; the mathematics says <= 0
+    # docs/decisions.md#D3: the paper says "non-negative"; the mathematics says <= 0
     X_hat, y, R, _, _ = case
     second = second_branch(confidence(X_hat, y), 0.1)
     _, _, dRs, _ = separation_value_and_grad(X_hat, y, R, Rs, second)

@@ -148,7 +148,7 @@ def test_dL_dR2_negative_with_a_well_classified_object_zero_without(data, mode):
 
 @given(data=st.data(), R=st.sampled_from(["live", "frozen"]), mode=MODES)
 def test_dL_dRs_is_non_positive(data, R, mode):
-    # paper-notes typo 3: Sec. 2.3 says "non-negative"; the mathematics gives <= 0
+    # docs/decisions.md#D3: Sec. 2.3 says "non-negative"; the mathematics gives <= 0
     kind, seed, model, x, y = model_case(data.draw)
     assume(literal_sign_applies(model, mode))
     loss = TwoScaleSeparation(1.0, R=R, confidence=mode)
@@ -164,7 +164,7 @@ def test_dL_dRs_is_non_positive(data, R, mode):
                                    "wrapper_truncated", "two_scale_fixed"])
 @given(data=st.data(), mode=MODES)
 def test_scale_invariance_without_biases(which, data, mode):
-    """Losses of X_hat alone: <dL/dalpha^l, alpha^l> = 0 for every layer (paper-notes §4)."""
+    """Losses of X_hat alone: <dL/dalpha^l, alpha^l> = 0 for every layer (docs/decisions.md#D7)."""
     kind, seed, model, x, y = model_case(data.draw)
     for layer in model.linear_layers():
         assume("b" not in layer.params)
@@ -486,7 +486,7 @@ def test_batch_correct_is_delta_gt_zero_of_the_test_time_logits(make, values, sc
     model.forward = lambda x: X.copy()  # crafted logits on the homogeneous path
     loss = make(abs(scale) if scale > 0 and scale < np.inf else 1.0)
     loss.check_finite = False
-    if isinstance(loss, TwoScale):  # any value, also <= 0 or not finite (paper-notes §14)
+    if isinstance(loss, TwoScale):  # any value, also <= 0 or not finite (docs/decisions.md#D17)
         loss.params["R1"] = float(scale)
     y = np.array(labels)
     with warnings.catch_warnings():

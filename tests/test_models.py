@@ -86,7 +86,7 @@ def test_homogeneity_eq8_and_argmax_invariance(make, shape, M1, c, seed):
 
 
 def test_homogeneity_fails_with_biases():
-    """The counter-example that makes minits bias-free by default (paper-notes §11)."""
+    """The counter-example that makes minits bias-free by default (docs/decisions.md#D14)."""
     model = mt.models.mlp([5, 4, 3], bias=True, dtype=np.float64, seed=0)
     for layer in model.linear_layers():
         layer.params["b"][...] = 0.5

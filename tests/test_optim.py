@@ -90,7 +90,7 @@ def test_a_small_step_decreases_the_batch_loss(which):
 
 
 def test_scales_that_reach_zero_are_reported():
-    """paper-notes §14: a scale <= 0 is reported (returned and recorded), not hidden."""
+    """docs/decisions.md#D17: a scale <= 0 is reported (returned and recorded), not hidden."""
     model, x, y = make_model("mlp", 4)
     loss, sgd = TwoScale(0.5, R1=1e-3), mt.SGD(0.1)
     loss.forward(model, x, y)

@@ -1,5 +1,5 @@
 """Scale R, normalised parameters and logits, confidence and the well-classified set,
-Eq. (7)-(11), and the chain rule through alpha -> alpha_hat (paper-notes §4)."""
+Eq. (7)-(11), and the chain rule through alpha -> alpha_hat (docs/decisions.md#D7)."""
 
 import numpy as np
 import pytest
@@ -170,7 +170,7 @@ def chain_rule_cases(draw):
 
 @given(chain_rule_cases())
 def test_normalisation_backward_matches_finite_differences(case):
-    """L(alpha) = sum(G * X(alpha_hat)) + k R(alpha): the chain rule of paper-notes §4."""
+    """L(alpha) = sum(G * X(alpha_hat)) + k R(alpha): the chain rule of docs/decisions.md#D7."""
     kind, seed, bias, k = case
     model, x, _ = make_model(kind, seed, bias)
     assume(kink_distance(model, x) > 1e-5)

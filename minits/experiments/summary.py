@@ -225,7 +225,7 @@ def _extra_lines(summary):
     alarms = [(r.label, r.alarms) for r in summary.rows if r.alarms]
     for label, n in alarms:
         lines.append(f"(!) {label}: a scale went <= 0 (or the loss non-finite) in {n} "
-                     "seed(s); see the run's history (paper-notes §14)")
+                     "seed(s); see the run's history (docs/decisions.md#D17)")
     if summary.missing:
         lines.append(f"{summary.missing} run(s) not finished: run the same command again to "
                      "complete them")

@@ -76,7 +76,7 @@ def check_dtype(dtype):
 def gaussian(shape, fan_in, gain, dtype, rng):
     """Initial parameters alpha^0 ~ N(0, (gain / sqrt(fan_in))^2), i.i.d.
 
-    The paper only says "Gaussian" (paper-notes §13). std = 1/sqrt(fan_in) keeps
+    The paper only says "Gaussian" (docs/decisions.md#D16). std = 1/sqrt(fan_in) keeps
     the pre-activations of every layer of order one at the start of training.
     """
     if not gain > 0:

@@ -113,7 +113,7 @@ def second_branch(delta, eta):
     """Which objects take the second case of Eq. (13), (16), (17): delta >= eta.
 
     delta: (N,) confidences -> (N,) bool. The boundary delta = eta belongs to
-    the second case, as Eq. (13) writes ">=" (paper-notes §12); the
+    the second case, as Eq. (13) writes ">=" (docs/decisions.md#D15); the
     well-classified set W_{eta,I} of minits.scale uses ">" instead.
     """
     return delta >= eta
@@ -167,7 +167,7 @@ class Loss:
         last: Diagnostics of the last forward, or None
         check_finite: True (default) -> forward raises ValueError on NaN or inf
                 logits. A training loop that watches for divergence itself (and
-                reports it, paper-notes §14) sets it to False so that a diverged
+                reports it, docs/decisions.md#D17) sets it to False so that a diverged
                 run ends with NaN measures instead of an exception.
         check_unchanged: True (default) -> backward raises RuntimeError when the
                 model's parameters changed after forward (the losses on alpha_hat
@@ -220,7 +220,7 @@ class Loss:
 
     @property
     def scales_positive(self):
-        """True when every scale in params is a finite number > 0 (paper-notes §14)."""
+        """True when every scale in params is a finite number > 0 (docs/decisions.md#D17)."""
         return not self.nonpositive_scales()
 
     def nonpositive_scales(self):

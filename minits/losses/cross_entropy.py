@@ -27,7 +27,7 @@ class CrossEntropy(Loss):
 
     forward(model, x, y) -> float (or (N,) with reduction="none")
     backward(): model grads; no scales (params and grads stay empty).
-    predict_proba(model, x) = softmax(X) (paper-notes §9).
+    predict_proba(model, x) = softmax(X) (docs/decisions.md#D12).
     """
 
     objective = staticmethod(cross_entropy)

@@ -4,12 +4,12 @@
         -log( 1 / (1 + sum_{i != i(s)} exp(Rs R (X_hat_i - X_hat_{i(s)}))) )  if delta >= eta
 
 i.e. Eq. (13) with R1 = R and R2 = Rs R. Rs is trained with alpha by Eq. (18).
-Sec. 2.3 calls R fixed while Sec. 3.5 lets it evolve (paper-notes §8):
+Sec. 2.3 calls R fixed while Sec. 3.5 lets it evolve (docs/decisions.md#D11):
     R="live"   (default) R = R(alpha), differentiated as a function of alpha: for
                a bias-free network R X_hat = X, so the first case is the plain
                cross-entropy on the raw logits and the second is cross-entropy on Rs X
     R="frozen" R = R(alpha^0), a constant, on the normalised logits
-Sec. 2.3 says dL/dRs is "non-negative"; it is non-positive (paper-notes typo 3):
+Sec. 2.3 says dL/dRs is "non-negative"; it is non-positive (docs/decisions.md#D3):
 on each object of the second case it is R times Eq. (15) at scale Rs R, which is
 < 0 when X_hat_{i(s)} is the largest normalised logit, so Rs grows.
 """
@@ -37,7 +37,7 @@ class TwoScaleSeparation(NormalizedLoss):
     """Eq. (17), trained by Eq. (18).
 
     Args:
-        eta: threshold (> 0); Rs: initial separation (10.0, paper-notes §6)
+        eta: threshold (> 0); Rs: initial separation (10.0, docs/decisions.md#D9)
         R: "live" (R(alpha), default) or "frozen" (R(alpha^0), set at the first forward)
         confidence: "raw" | "normalized" | "scaled" (delta of R X_hat); see two_scale.py
         reduction: "mean" | "none"
@@ -78,7 +78,7 @@ class TwoScaleSeparation(NormalizedLoss):
         self.grads = {"Rs": self._dRs / N}
 
     def _test_scale(self, model, R_alpha):
-        """Test-time probabilities are softmax(R X_hat) (paper-notes §9)."""
+        """Test-time probabilities are softmax(R X_hat) (docs/decisions.md#D12)."""
         if self.R0 is None:
             self.R0 = scale_R(model)
         return self._R(R_alpha)

@@ -2,7 +2,7 @@
 
     L_Trunc = -log(k)    if p_{i(s)} <  k
               L(alpha,s) if p_{i(s)} >= k      (the paper prints "dX >= k";
-                                                paper-notes typo 2)
+                                                docs/decisions.md#D2)
 
 for 0 <= k <= 1; k = 0 gives back the cross-entropy (4). An object in the first
 case contributes a constant: no gradient flows from it.

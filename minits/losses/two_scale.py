@@ -3,13 +3,13 @@
 Eq. (13), per object s, on the normalised logits X_hat = X(alpha_hat):
 
     L = -log( 1 / (1 + sum_{i != i(s)} exp(R_k (X_hat_i - X_hat_{i(s)}))) )
-      = cross-entropy of softmax(R_k X_hat)                 (paper-notes, ambiguity 2)
+      = cross-entropy of softmax(R_k X_hat)                 (docs/decisions.md#D5)
 
 with k = 1 if delta < eta and k = 2 if delta >= eta. The scales R1, R2 are
 trained with alpha by Eq. (14); with fixed=True they are constants, Eq. (16).
 OneScale is Eq. (13) with R2 replaced by R1 (the baseline of every figure).
 
-Which confidence delta splits the batch (paper-notes, ambiguity 1):
+Which confidence delta splits the batch (docs/decisions.md#D4):
     "raw"        delta X(alpha, s) of the raw network, as Eq. (13) is written
                  (default). The loss depends on alpha only through alpha_hat, so
                  R(alpha) drifts and the effective threshold eta / R moves.
@@ -71,7 +71,7 @@ def dL_dR_eq15(X_hat, y, R):
 
 
 def dL_dR_general(X_hat, y, R):
-    """sum_i p_i X_hat_i - X_hat_{i(s)}, p = softmax(R X_hat) (paper-notes, ambiguity 3).
+    """sum_i p_i X_hat_i - X_hat_{i(s)}, p = softmax(R X_hat) (docs/decisions.md#D6).
 
     The chain rule through z = R X_hat of the cross-entropy gradient p - e_{i(s)}.
     Inputs as dL_dR_eq15; returns (N,).
@@ -225,14 +225,14 @@ class TwoScale(NormalizedLoss):
     Args:
         eta: the threshold (> 0) on the confidence
         R1, R2: initial scales; None -> R1 = R(alpha^0) at the first forward and
-            R2 = 10 R1 (Sec. 3.2, paper-notes §6)
+            R2 = 10 R1 (Sec. 3.2, docs/decisions.md#D9)
         confidence: "raw" | "normalized" | "scaled" (module docstring)
-        fixed: R1, R2 constants, no gradient (Eq. (16), paper-notes §7)
+        fixed: R1, R2 constants, no gradient (Eq. (16), docs/decisions.md#D10)
         reduction: "mean" | "none"
 
     params {"R1", "R2"}: Python floats. grads after backward: {"R1", "R2"} the
     batch-mean derivatives, R2's by Eq. (15) and R1's by its analogue (empty
-    when fixed). predict_proba uses scale R1 (Sec. 3.2, paper-notes §9).
+    when fixed). predict_proba uses scale R1 (Sec. 3.2, docs/decisions.md#D12).
     loss.last.second marks the objects of the R2 case.
     """
 

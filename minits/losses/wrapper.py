@@ -4,7 +4,7 @@
                               L((alpha_hat, R2), s)  if delta X(alpha, s) >= eta
 
 where L((alpha_hat, R), s) is the per-object loss evaluated on the logits
-R X_hat (paper-notes §10). With the cross-entropy this is Eq. (13) itself.
+R X_hat (docs/decisions.md#D13). With the cross-entropy this is Eq. (13) itself.
 Provided objectives: "cross_entropy" (Eq. (4)), "mse" (mean squared error on
 the probabilities), "truncated" (Eq. (12), with k), or any function
 f(z, y) -> (values (N,), dz (N, K)) with dz the gradient of sum(values).

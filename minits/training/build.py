@@ -48,7 +48,7 @@ def build_loss(config, R0):
                                          confidence=config.confidence)
     else:
         raise ValueError(f"unknown variant {config.variant!r}")
-    # the loop reports a diverged run itself (paper-notes §14) and finishes it with NaN
+    # the loop reports a diverged run itself (docs/decisions.md#D17) and finishes it with NaN
     # measures, so a sweep goes on; outside the loop NaN logits are an error
     loss.check_finite = False
     # the loop calls backward right after forward: no copy of alpha to compare each step

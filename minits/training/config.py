@@ -30,8 +30,8 @@ class RunConfig:
     variant: one of VARIANTS; eta: the threshold of Eq. (13) for the variants that
         split (None for plain-ce and one-scale).
     confidence: which dX splits Eq. (13): "raw" (literal), "normalized", "scaled"
-        (paper-notes, ambiguity 1).
-    gain: initial weights ~ N(0, (gain / sqrt(fan_in))^2) (paper-notes §13).
+        (docs/decisions.md#D4).
+    gain: initial weights ~ N(0, (gain / sqrt(fan_in))^2) (docs/decisions.md#D16).
     seed: initial parameters alpha^0 and the batch order both derive from it.
     lr, batch_size: tau = 0.1 and #B = 128 in the paper.
     iterations: SGD steps; eval_every: test-set evaluation interval (iterations).

@@ -96,7 +96,7 @@ def mean_nll(labels, proba):
 
 def quick_measures(model, loss, dataset, dtype, standardize, chunk=500, inputs=None):
     """(accuracy Eq. (11), mean cross-entropy) on `dataset`: the interval test evaluation.
-    Both are NaN when the probabilities are not finite (a diverged run, paper-notes §14).
+    Both are NaN when the probabilities are not finite (a diverged run, docs/decisions.md#D17).
     inputs: as in predict."""
     proba = predict(model, loss, dataset, dtype, standardize, chunk, inputs=inputs)
     if not np.all(np.isfinite(proba)):

@@ -35,8 +35,9 @@ class History:
 
     iterations: T; eval_every: interval. Unwritten entries are NaN, so a history
     restored from a checkpoint mid-run shows exactly what has been computed.
-    `scale_alarm` holds the first iteration at which a scale was <= 0 (paper-notes
-    §14) or a loss was not finite, with a message; None while all is well.
+    `scale_alarm` holds the first iteration at which a scale was <= 0
+    (docs/decisions.md#D17) or a loss was not finite, with a message; None while all
+    is well.
     """
 
     def __init__(self, iterations, eval_every):

@@ -1,7 +1,7 @@
 """One training run, the protocol of Sec. 3.2: plain SGD on batches of 128, tau = 0.1,
 Gaussian alpha^0 from a seed, R1 = R(alpha^0), R2 = 10 R1.
 
-One data path per step (architecture.md): batch -> loss.forward (model.forward
+One data path per step (README.md#where-things-are): batch -> loss.forward (model.forward
 inside) -> loss.backward (model.backward inside) -> SGD step, Eq. (14).
 """
 
@@ -166,7 +166,7 @@ def _check_scales(history, t, value, scales, config, log):
     what = (", ".join(f"{k} = {v:.4g}" for k, v in bad.items()) + " <= 0 or not finite"
             if bad else f"loss = {value}")
     message = (f"WARNING: {config.key} seed {config.seed}: {what} after iteration {t + 1}; "
-               "the results of this run are not meaningful (paper-notes §14)")
+               "the results of this run are not meaningful (docs/decisions.md#D17)")
     history.raise_alarm(t, message)
     if log is not None:
         log(message)
