@@ -1,7 +1,7 @@
 """The paper's experiments (Sec. 3.2-3.5) as Experiments, in two sizes.
 
-(docs/decisions.md#experiments); preset "quick": the same comparison, a few minutes
-on a laptop CPU.
+preset "paper": the paper's lengths and seed counts (docs/decisions.md#experiments);
+preset "quick": the same comparison, a few minutes on a laptop CPU.
 All runs: plain SGD, batch 128, tau = 0.1, Gaussian alpha^0, R1 = R(alpha^0),
 R2 = 10 R1 (Sec. 3.2).
 """
