@@ -1,4 +1,5 @@
-"""minits.gradcheck itself: it must find broken gradients and say where."""
+"""minits.gradcheck itself: it must find broken gradients and say where, under either
+implementation of the layers it checks."""
 
 import numpy as np
 import pytest
@@ -41,14 +42,14 @@ class HalfWrongLinear(mt.Linear):
         return dx
 
 
-def test_check_layer_finds_a_broken_parameter_gradient_and_names_it():
+def test_check_layer_finds_a_broken_parameter_gradient_and_names_it(impl):
     layer = HalfWrongLinear(4, 3, dtype=np.float64, rng=0)
     x = np.random.default_rng(0).standard_normal((5, 4))
     with pytest.raises(GradientCheckError, match=r"W: FAILED; worst element \(1, 2\)"):
         check_layer(layer, x)
 
 
-def test_check_layer_finds_a_broken_input_gradient():
+def test_check_layer_finds_a_broken_input_gradient(impl):
     class WrongReLU(mt.ReLU):
         def backward(self, dout, input_grad=True):
             return super().backward(dout) * 0.99
@@ -58,7 +59,7 @@ def test_check_layer_finds_a_broken_input_gradient():
         check_layer(WrongReLU(), x)
 
 
-def test_directional_only_check_also_catches_the_error():
+def test_directional_only_check_also_catches_the_error(impl):
     layer = HalfWrongLinear(4, 3, dtype=np.float64, rng=0)
     x = np.random.default_rng(0).standard_normal((5, 4))
     results = check_layer(layer, x, elementwise=False, raise_on_failure=False)
@@ -66,7 +67,7 @@ def test_directional_only_check_also_catches_the_error():
     assert "along a random direction" in results[1].report()
 
 
-def test_passing_report_is_readable():
+def test_passing_report_is_readable(impl):
     results = check_layer(mt.Linear(3, 2, dtype=np.float64, rng=0), np.ones((2, 3)))
     assert all(r.ok for r in results) and results[1].report().startswith("W: ok; worst element")
 

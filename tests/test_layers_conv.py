@@ -1,54 +1,32 @@
-"""Conv2d: fast im2col path == naive loops, and backward == finite differences."""
+"""Conv2d under both implementations: naive loops, finite differences, the im2col
+definition, dtypes and errors. Fast-only levers: tests/test_layers_fastpath.py;
+fast == plain: tests/test_layers_impl.py."""
 
 import numpy as np
 import pytest
 import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import IMPLS, conv_cases, make_conv
 
 import minits as mt
 from minits.gradcheck import check_layer
+from minits.layers.conv import conv_backward, conv_forward
 from minits.layers.im2col import col2im, im2col
 
 
-@st.composite
-def conv_cases(draw, max_side=8):
-    """Shapes: batch 1-4, channels 1-3, odd and non-square sides, kernel 1-5,
-    stride 1-3 (often != kernel), padding 0-2 (kernel must fit the padded input),
-    output blocking chosen by the layer (None) or forced to 1-4 (often not a
-    divisor of the output width: a last, partial block)."""
-    k = draw(st.integers(1, 5))
-    padding = draw(st.integers(0, 2))
-    stride = draw(st.integers(1, 3))
-    low = max(1, k - 2 * padding)
-    H = draw(st.integers(low, max(low, max_side)))
-    W = draw(st.integers(low, max(low, max_side)))
-    return dict(N=draw(st.integers(1, 4)), C=draw(st.integers(1, 3)), F=draw(st.integers(1, 3)),
-                H=H, W=W, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
-                block=draw(st.sampled_from([None, 1, 2, 3, 4])), seed=draw(st.integers(0, 2**16)))
-
-
-def make_conv(case, dtype=np.float64):
-    layer = mt.Conv2d(case["C"], case["F"], case["k"], stride=case["stride"],
-                      padding=case["padding"], bias=case["bias"], dtype=dtype, rng=case["seed"],
-                      block=case.get("block"))
-    rng = np.random.default_rng(case["seed"] + 1)
-    if case["bias"]:
-        layer.params["b"][...] = rng.standard_normal(case["F"])
-    x = rng.standard_normal((case["N"], case["C"], case["H"], case["W"])).astype(dtype)
-    return layer, x, rng
-
-
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(conv_cases())
-def test_conv_matches_naive_loops(case):
+def test_conv_matches_naive_loops(impl_name, case):
     layer, x, rng = make_conv(case)
-    out = layer.forward(x)
-    b = layer.params.get("b")
-    expected = ref.conv_forward(x, layer.params["W"], b, case["stride"], case["padding"])
-    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    with mt.using(impl_name):
+        out = layer.forward(x)
+        b = layer.params.get("b")
+        expected = ref.conv_forward(x, layer.params["W"], b, case["stride"], case["padding"])
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
-    dout = rng.standard_normal(out.shape)
-    dx = layer.backward(dout)
+        dout = rng.standard_normal(out.shape)
+        dx = layer.backward(dout)
     dx_ref, dW_ref, db_ref = ref.conv_backward(dout, x, layer.params["W"], case["stride"],
                                                case["padding"])
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
@@ -57,13 +35,28 @@ def test_conv_matches_naive_loops(case):
         np.testing.assert_allclose(layer.grads["b"], db_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(conv_cases(max_side=7))
-def test_conv_backward_matches_finite_differences(case):
+def test_conv_backward_matches_finite_differences(impl_name, case):
     layer, x, _ = make_conv(case)
-    check_layer(layer, x, seed=case["seed"])  # element-wise, input and every parameter
+    with mt.using(impl_name):
+        check_layer(layer, x, seed=case["seed"])  # element-wise, input and every parameter
 
 
-def test_conv_output_size_formula():
+@given(conv_cases(max_side=6))
+def test_plain_conv_functions_match_naive_loops(case):
+    """conv_forward / conv_backward called directly, CS231n style, without the layer."""
+    layer, x, rng = make_conv(case)
+    W, b, s, p = layer.params["W"], layer.params.get("b"), case["stride"], case["padding"]
+    out, cache = conv_forward(x, W, b, s, p)
+    np.testing.assert_allclose(out, ref.conv_forward(x, W, b, s, p), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = conv_backward(dout, cache)
+    for got, want in zip((dx, dW, db), ref.conv_backward(dout, x, W, s, p), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_output_size_formula(impl):
     layer = mt.Conv2d(2, 3, 3, stride=2, padding=1)
     out = layer.forward(np.zeros((5, 2, 7, 10), np.float32))
     assert out.shape == (5, 3, (7 + 2 - 3) // 2 + 1, (10 + 2 - 3) // 2 + 1) == (5, 3, 4, 5)
@@ -83,6 +76,15 @@ def test_im2col_worked_example():
     np.testing.assert_array_equal(back[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
 
 
+def test_im2col_is_the_offset_definition():
+    """cols[(c, i, j), (n, y, x)] = x[c, n, s*y + i, s*x + j], checked entry by entry."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 8))  # (C, N, H, W)
+    k, s = 3, 2
+    cols = im2col(x, k, s).reshape(2, k, k, 3, 3, 3)
+    for c, i, j, n, y, xx in np.ndindex(cols.shape):
+        assert cols[c, i, j, n, y, xx] == x[c, n, s * y + i, s * xx + j]
+
+
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(3, 7), st.integers(1, 3),
        st.integers(1, 3))
 def test_col2im_is_the_adjoint_of_im2col(C, N, side, k, s):
@@ -95,7 +97,7 @@ def test_col2im_is_the_adjoint_of_im2col(C, N, side, k, s):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv_preserves_dtype(dtype):
+def test_conv_preserves_dtype(impl, dtype):
     layer = mt.Conv2d(3, 4, 3, padding=1, bias=True, dtype=dtype, rng=0)
     x = np.ones((2, 3, 6, 6), dtype)
     out = layer.forward(x)
@@ -103,7 +105,7 @@ def test_conv_preserves_dtype(dtype):
     assert out.dtype == dx.dtype == layer.grads["W"].dtype == layer.grads["b"].dtype == dtype
 
 
-def test_conv_refuses_silent_upcast_and_bad_shapes():
+def test_conv_refuses_silent_upcast_and_bad_shapes(impl):
     layer = mt.Conv2d(3, 4, 3)
     with pytest.raises(TypeError, match="float64.*float32"):
         layer.forward(np.ones((1, 3, 5, 5)))
@@ -113,6 +115,8 @@ def test_conv_refuses_silent_upcast_and_bad_shapes():
         layer.forward(np.ones((1, 3, 2, 2), np.float32))
     with pytest.raises(ValueError, match="dimensions"):
         layer.forward(np.ones((3, 5, 5), np.float32))
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(np.ones((1, 4, 3, 3), np.float32))
     with pytest.raises(ValueError, match="stride"):
         mt.Conv2d(3, 4, 3, stride=0)
     with pytest.raises(ValueError, match="padding"):
@@ -124,7 +128,7 @@ def test_conv_refuses_silent_upcast_and_bad_shapes():
 
 
 @pytest.mark.parametrize("block", [None, 1, 3])
-def test_conv_of_an_empty_batch(block):
+def test_conv_of_an_empty_batch(impl, block):
     """N = 0 (e.g. the last chunk of an empty split): empty output and input
     gradient, and a zero weight gradient (an empty sum)."""
     layer = mt.Conv2d(3, 4, 3, padding=1, block=block)
@@ -135,7 +139,7 @@ def test_conv_of_an_empty_batch(block):
     assert not layer.grads["W"].any()
 
 
-def test_conv_backward_overwrites_grads():
+def test_conv_backward_overwrites_grads(impl):
     layer, x, rng = make_conv(dict(N=2, C=2, F=3, H=5, W=6, k=3, stride=1, padding=1,
                                    bias=True, seed=3))
     dout = rng.standard_normal(layer.forward(x).shape)
@@ -146,12 +150,13 @@ def test_conv_backward_overwrites_grads():
         np.testing.assert_array_equal(layer.grads[k], first[k])
 
 
-def test_conv_without_input_grad_still_fills_parameter_grads():
+def test_conv_without_input_grad_still_fills_parameter_grads(impl):
     layer, x, rng = make_conv(dict(N=2, C=2, F=3, H=5, W=6, k=3, stride=2, padding=0,
                                    bias=False, seed=4))
     dout = rng.standard_normal(layer.forward(x).shape)
     full = layer.backward(dout)
     dW = layer.grads["W"].copy()
+    layer.grads["W"][...] = 0
     assert full is not None and layer.backward(dout, input_grad=False) is None
     np.testing.assert_array_equal(layer.grads["W"], dW)
 

@@ -1,58 +1,81 @@
-"""Linear, ReLU, Softmax, Flatten: finite differences, kinks, dtype, errors."""
+"""Linear, ReLU, Softmax, Flatten under both implementations: finite differences,
+kinks, dtype, errors. Fast == plain: tests/test_layers_impl.py."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import IMPLS, away_from_zero, seeds
 
 import minits as mt
 from minits.gradcheck import check_layer
+from minits.layers.activations import relu_backward, relu_forward
+from minits.layers.linear import linear_backward, linear_forward
 
 
-@given(st.integers(1, 4), st.integers(1, 7), st.integers(1, 6), st.booleans(),
-       st.integers(0, 2**16))
-def test_linear_backward_matches_finite_differences(N, d_in, d_out, bias, seed):
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(st.integers(1, 4), st.integers(1, 7), st.integers(1, 6), st.booleans(), seeds)
+def test_linear_backward_matches_finite_differences(impl_name, N, d_in, d_out, bias, seed):
     layer = mt.Linear(d_in, d_out, bias=bias, dtype=np.float64, rng=seed)
     rng = np.random.default_rng(seed)
     if bias:
         layer.params["b"][...] = rng.standard_normal(d_out)
-    check_layer(layer, rng.standard_normal((N, d_in)), seed=seed)
+    with mt.using(impl_name):
+        check_layer(layer, rng.standard_normal((N, d_in)), seed=seed)
 
 
-def test_linear_is_x_times_W_transposed():
+def test_linear_is_x_times_W_transposed(impl):
     layer = mt.Linear(3, 2, bias=True, dtype=np.float64)
     layer.params["W"][...] = [[1, 2, 3], [4, 5, 6]]
     layer.params["b"][...] = [10, 20]
     np.testing.assert_array_equal(layer.forward(np.array([[1.0, 0, -1]])), [[8, 18]])
 
 
-@given(st.integers(1, 4), st.integers(1, 12), st.integers(0, 2**16))
-def test_relu_backward_away_from_the_kink(N, d, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, d))
-    x += np.sign(x) * 0.01  # |x| >= 0.01, far from 0 compared with eps = 1e-6
-    check_layer(mt.ReLU(), x, seed=seed)
+def test_plain_linear_functions_by_hand():
+    """linear_forward / linear_backward called directly, on numbers small enough to check by
+    hand: out = x W^T + b, dW = dout^T x, db = sum_n dout, dx = dout W."""
+    x = np.array([[1.0, 2.0], [3.0, -1.0]])
+    W = np.array([[1.0, 0.0], [2.0, 1.0], [0.0, -1.0]])
+    out, cache = linear_forward(x, W, np.array([0.5, 0.0, 1.0]))
+    np.testing.assert_array_equal(out, [[1.5, 4.0, -1.0], [3.5, 5.0, 2.0]])
+    dout = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]])
+    dx, dW, db = linear_backward(dout, cache)
+    np.testing.assert_array_equal(dW, [[1, 2], [3, -1], [-1, 5]])
+    np.testing.assert_array_equal(db, [1, 1, 1])
+    np.testing.assert_array_equal(dx, [[1, -2], [2, 2]])
 
 
-def test_relu_kink_derivative_is_zero():
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(st.integers(1, 4), st.integers(1, 12), seeds)
+def test_relu_backward_away_from_the_kink(impl_name, N, d, seed):
+    x = away_from_zero(np.random.default_rng(seed).standard_normal((N, d)))
+    with mt.using(impl_name):
+        check_layer(mt.ReLU(), x, seed=seed)  # |x| >= 0.01, far from 0 compared with eps
+
+
+def test_relu_kink_derivative_is_zero(impl):
     layer = mt.ReLU()
     layer.forward(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(layer.backward(np.ones(3)), [0.0, 0.0, 1.0])
+    _, cache = relu_forward(np.array([-0.0, 0.0]))
+    np.testing.assert_array_equal(relu_backward(np.ones(2), cache), [0.0, 0.0])
 
 
-def test_relu_keeps_channel_first_layout():
+def test_relu_keeps_channel_first_layout(impl):
     xc = np.random.default_rng(0).standard_normal((3, 2, 4, 4))  # (C, N, H, W) memory
     out = mt.ReLU().forward(xc.transpose(1, 0, 2, 3))
     assert out.shape == (2, 3, 4, 4) and out.transpose(1, 0, 2, 3).flags["C_CONTIGUOUS"]
 
 
-@given(st.integers(1, 4), st.integers(2, 8), st.integers(0, 2**16))
-def test_softmax_backward_matches_finite_differences(N, K, seed):
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(st.integers(1, 4), st.integers(2, 8), seeds)
+def test_softmax_backward_matches_finite_differences(impl_name, N, K, seed):
     x = np.random.default_rng(seed).standard_normal((N, K)) * 3
-    check_layer(mt.Softmax(), x, seed=seed)
+    with mt.using(impl_name):
+        check_layer(mt.Softmax(), x, seed=seed)
 
 
-def test_softmax_is_stable_for_extreme_logits():
+def test_softmax_is_stable_for_extreme_logits(impl):
     x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
         p = mt.Softmax().forward(x)
@@ -60,20 +83,28 @@ def test_softmax_is_stable_for_extreme_logits():
     assert np.all(np.isfinite(p))
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4))
-def test_flatten_round_trip(N, C, H, W):
+def test_flatten_round_trip(impl_name, N, C, H, W):
     x = np.arange(N * C * H * W, dtype=np.float64).reshape(N, C, H, W)
     layer = mt.Flatten()
-    out = layer.forward(x.transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3))
-    np.testing.assert_array_equal(out, x.reshape(N, -1))  # PyTorch's (C, H, W) order
-    np.testing.assert_array_equal(layer.backward(out), x)
+    with mt.using(impl_name):
+        out = layer.forward(x.transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3))
+        np.testing.assert_array_equal(out, x.reshape(N, -1))  # PyTorch's (C, H, W) order
+        np.testing.assert_array_equal(layer.backward(out), x)
+
+
+def test_flatten_of_an_empty_batch(impl):
+    layer = mt.Flatten()
+    out = layer.forward(np.ones((0, 2, 3, 3)))
+    assert out.shape == (0, 18) and layer.backward(out).shape == (0, 2, 3, 3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("make", [lambda d: mt.Linear(4, 3, bias=True, dtype=d),
                                   lambda d: mt.ReLU(), lambda d: mt.Softmax(),
                                   lambda d: mt.Flatten()])
-def test_dense_layers_preserve_dtype(make, dtype):
+def test_dense_layers_preserve_dtype(impl, make, dtype):
     layer = make(dtype)
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(dtype)
     out = layer.forward(x)
@@ -82,7 +113,17 @@ def test_dense_layers_preserve_dtype(make, dtype):
     assert all(g.dtype == dtype for g in layer.grads.values())
 
 
-def test_linear_errors_name_the_problem():
+@pytest.mark.parametrize("make", [lambda: mt.Linear(4, 3, dtype=np.float64), mt.ReLU,
+                                  mt.Softmax, mt.Flatten])
+def test_dense_layers_without_input_grad_return_none(impl, make):
+    layer = make()
+    out = layer.forward(np.random.default_rng(0).standard_normal((2, 4)))
+    assert layer.backward(np.ones_like(out), input_grad=False) is None
+    with pytest.raises(RuntimeError, match="before forward"):
+        make().backward(np.ones_like(out))
+
+
+def test_linear_errors_name_the_problem(impl):
     layer = mt.Linear(4, 3)
     with pytest.raises(TypeError, match="float64"):
         layer.forward(np.ones((2, 4)))
@@ -96,7 +137,7 @@ def test_linear_errors_name_the_problem():
         mt.Linear(4, 3, gain=0)
 
 
-def test_linear_backward_overwrites_grads():
+def test_linear_backward_overwrites_grads(impl):
     layer = mt.Linear(3, 2, bias=True, dtype=np.float64, rng=0)
     x = np.ones((4, 3))
     layer.forward(x)
@@ -106,7 +147,7 @@ def test_linear_backward_overwrites_grads():
     np.testing.assert_array_equal(layer.grads["b"], [4.0, 4.0])
 
 
-def test_in_place_parameter_update_changes_the_layer():
+def test_in_place_parameter_update_changes_the_layer(impl):
     layer = mt.Linear(2, 1, dtype=np.float64)
     layer.params["W"] -= layer.params["W"]
     assert np.all(layer.forward(np.ones((1, 2))) == 0)

@@ -1,6 +1,11 @@
-"""The speed levers of minits/layers keep every result exact (docs/performance.md):
-pooling before ReLU, reused work arrays, the two-stage im2col, output blocking, the
-input gradient without col2im, Flatten's layout."""
+"""Fast-only: the speed levers of the fast layers keep every result exact
+(docs/performance.md): pooling before ReLU, reused work arrays, the two-stage
+im2col, output blocking, the input gradient without col2im, Flatten's layout.
+
+These tests are about levers the plain implementation does not have, so every
+test here runs under minits.using("fast"). That fast equals plain, function by
+function, is tests/test_layers_impl.py.
+"""
 
 import numpy as np
 import pytest
@@ -8,14 +13,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minits as mt
-from minits.layers.blocking import (
+from minits.layers.fast_blocking import (
     block_weights,
     choose_block,
     deinterleave,
     fold_weight_grad,
     interleave,
 )
-from minits.layers.im2col import col2im, im2col
+from minits.layers.fast_conv import fast_input_grad
+from minits.layers.fast_im2col import fast_im2col
+from minits.layers.fast_sequential import pool_first_order
+from minits.layers.im2col import col2im
+
+
+@pytest.fixture(autouse=True)
+def _fast():
+    with mt.using("fast"):
+        yield
 
 
 def list_order(model, x, dX):
@@ -30,7 +44,7 @@ def list_order(model, x, dX):
 
 @given(seed=st.integers(0, 2**16), levels=st.integers(2, 5), N=st.integers(1, 3))
 def test_pooling_before_relu_gives_the_same_output_and_gradients(seed, levels, N):
-    """ReLU, MaxPool2d run as MaxPool2d, ReLU (Sequential.schedule). Inputs drawn from a
+    """ReLU, MaxPool2d run as MaxPool2d, ReLU (pool_first_order). Inputs drawn from a
     few levels around 0 make exact ties, windows that are all <= 0, and zeros at the
     kink common: the cases where the two orders could disagree."""
     rng = np.random.default_rng(seed)
@@ -57,10 +71,12 @@ def test_schedule_leaves_other_orders_and_subclasses_alone():
     class MyReLU(mt.ReLU):
         pass
 
-    assert mt.Sequential(mt.MaxPool2d(2), mt.ReLU()).schedule() == [0, 1]
-    assert mt.Sequential(MyReLU(), mt.MaxPool2d(2)).schedule() == [0, 1]
+    assert pool_first_order([mt.MaxPool2d(2), mt.ReLU()]) == [0, 1]
+    assert pool_first_order([MyReLU(), mt.MaxPool2d(2)]) == [0, 1]
     assert mt.Sequential(mt.ReLU(), mt.MaxPool2d(2), mt.ReLU(), mt.MaxPool2d(2)).schedule() \
         == [1, 0, 3, 2]
+    with mt.using("plain"):  # the plain Sequential runs the layers as listed
+        assert mt.Sequential(mt.ReLU(), mt.MaxPool2d(2)).schedule() == [0, 1]
 
 
 def test_conv_work_arrays_survive_two_forwards_and_a_new_batch_size():
@@ -107,10 +123,10 @@ def test_layer_outputs_are_not_overwritten_by_the_next_call():
 def test_im2col_refuses_an_out_array_it_cannot_write_through():
     x = np.zeros((2, 1, 4, 4))
     good = np.empty(2 * 9 * 4)
-    assert np.shares_memory(im2col(x, 3, 1, out=good), good)
+    assert np.shares_memory(fast_im2col(x, 3, 1, out=good), good)
     bad = np.empty((8, 9)).T  # (9, 8), Fortran-ordered: merging its axes needs a copy
     with pytest.raises(ValueError, match="cannot be viewed"):
-        im2col(x, 3, 1, out=bad)
+        fast_im2col(x, 3, 1, out=bad)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -125,6 +141,16 @@ def test_flatten_backward_keeps_the_input_layout_and_dout_dtype(dtype):
     np.testing.assert_array_equal(dx, x)
 
 
+def test_conv_and_pool_hand_out_channel_first_views():
+    """The fast layers' outputs are transposed views of (C, N, H, W) arrays, and
+    they read such views without a copy (lever 1 of docs/performance.md)."""
+    x = np.random.default_rng(5).standard_normal((2, 3, 8, 8))
+    conv_out = mt.Conv2d(3, 4, 3, dtype=np.float64, rng=0).forward(x)
+    pool_out = mt.MaxPool2d(2).forward(conv_out)
+    for out in (conv_out, pool_out):
+        assert out.transpose(1, 0, 2, 3).flags["C_CONTIGUOUS"]
+
+
 def test_two_stage_im2col_matches_the_offset_loop_definition():
     """cols[c, i, j, n, y, x] = x[c, n, i + sh*y, j + sw*x], for square kernels and
     strides and for the rectangular windows and strides of output blocking."""
@@ -133,7 +159,7 @@ def test_two_stage_im2col_matches_the_offset_loop_definition():
                            ((2, 3), (1, 2)), ((5, 8), (1, 4)), ((3, 4), (2, 3))):
         (kh, kw), (sh, sw) = np.broadcast_to(kernel, 2), np.broadcast_to(stride, 2)
         x = rng.standard_normal((2, 3, 11, 13))
-        cols = im2col(x, kernel, stride)
+        cols = fast_im2col(x, kernel, stride)
         Ho, Wo = (11 - kh) // sh + 1, (13 - kw) // sw + 1
         expected = np.empty((2, kh, kw, 3, Ho, Wo))
         for i in range(kh):
@@ -185,13 +211,13 @@ def test_choose_block_rule():
        extra_w=st.integers(0, 3), seed=st.integers(0, 2**16))
 def test_conv_input_gradient_equals_col2im_of_the_column_gradient(C, F, N, k, s, p, extra_h,
                                                                   extra_w, seed):
-    """Conv2d._input_grad (shifted copies of dout, one product, row adds) is
-    col2im(W2.T @ dout2), the textbook adjoint of im2col, for any stride."""
+    """fast_input_grad (shifted copies of dout, one product, row adds) is
+    col2im(W2.T @ dout2), the plain adjoint of im2col, for any stride."""
     rng = np.random.default_rng(seed)
     layer = mt.Conv2d(C, F, k, stride=s, padding=p, dtype=np.float64, rng=seed)
     Hp, Wp = k + extra_h, k + extra_w + s  # padded sizes, with leftover rows/columns
     Ho, Wo = (Hp - k) // s + 1, (Wp - k) // s + 1
     dout = rng.standard_normal((N, F, Ho, Wo)).transpose(1, 0, 2, 3)  # channel-first view
-    dx = layer._input_grad(dout, (Hp, Wp))
+    dx = fast_input_grad(layer, dout, (Hp, Wp))
     dcols = layer.params["W"].reshape(F, -1).T @ dout.reshape(F, -1)
     np.testing.assert_allclose(dx, col2im(dcols, (C, N, Hp, Wp), k, s), rtol=1e-12, atol=1e-12)

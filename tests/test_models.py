@@ -1,9 +1,11 @@
-"""The paper's networks: shapes, homogeneity Eq. (8), and full backward vs finite differences."""
+"""The paper's networks under both implementations: shapes, homogeneity Eq. (8), and
+full backward vs finite differences."""
 
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from strategies import IMPLS, scaled_examples
 
 import minits as mt
 from minits.gradcheck import check_layer
@@ -31,7 +33,7 @@ def kink_margin(model, x):
     return margin
 
 
-def test_mlp_shapes_and_parameters():
+def test_mlp_shapes_and_parameters(impl):
     model = mt.models.mlp([784, 128, 10])
     X = model.forward(np.zeros((5, 1, 28, 28), np.float32))
     assert X.shape == (5, 10) and X.dtype == np.float32
@@ -39,7 +41,7 @@ def test_mlp_shapes_and_parameters():
     assert model.num_parameters() == 784 * 128 + 128 * 10
 
 
-def test_lenet5_shapes_and_parameters():
+def test_lenet5_shapes_and_parameters(impl):
     model = mt.models.lenet5(num_classes=100)
     X = model.forward(np.zeros((3, 3, 32, 32), np.float32))
     assert X.shape == (3, 100)
@@ -71,21 +73,24 @@ def scaled(model, c):
     return model
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @pytest.mark.parametrize("make, shape, M1", [
     (lambda s: mt.models.mlp([12, 7, 5, 4], seed=s, dtype=np.float64), (6, 12), 3),
     (lambda s: mt.models.lenet5(seed=s, dtype=np.float64), (4, 3, 32, 32), 4),
 ])
+@scaled_examples(0.5)
 @given(c=st.floats(0.05, 20.0), seed=st.integers(0, 1000))
-def test_homogeneity_eq8_and_argmax_invariance(make, shape, M1, c, seed):
+def test_homogeneity_eq8_and_argmax_invariance(impl_name, make, shape, M1, c, seed):
     """X(c alpha) = c^{M-1} X(alpha) for c > 0 (bias-free ReLU/max-pool nets), Eq. (8)."""
     x = np.random.default_rng(seed).standard_normal(shape)
-    X = make(seed).forward(x)
-    Xc = scaled(make(seed), c).forward(x)
+    with mt.using(impl_name):
+        X = make(seed).forward(x)
+        Xc = scaled(make(seed), c).forward(x)
     np.testing.assert_allclose(Xc, c ** M1 * X, rtol=1e-10, atol=1e-12 * c ** M1)
     np.testing.assert_array_equal(np.argmax(Xc, axis=1), np.argmax(X, axis=1))
 
 
-def test_homogeneity_fails_with_biases():
+def test_homogeneity_fails_with_biases(impl):
     """The counter-example that makes minits bias-free by default (docs/decisions.md#D14)."""
     model = mt.models.mlp([5, 4, 3], bias=True, dtype=np.float64, seed=0)
     for layer in model.linear_layers():
@@ -95,8 +100,9 @@ def test_homogeneity_fails_with_biases():
     assert not np.allclose(scaled(model, 2.0).forward(x), 4.0 * X)
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(seed=st.integers(0, 10_000), N=st.integers(1, 3), bias=st.booleans())
-def test_mlp_backward_matches_finite_differences(seed, N, bias):
+def test_mlp_backward_matches_finite_differences(impl_name, seed, N, bias):
     model = mt.models.mlp([7, 6, 5, 3], bias=bias, seed=seed, dtype=np.float64)
     rng = np.random.default_rng(seed)
     for layer in model.linear_layers():
@@ -104,14 +110,18 @@ def test_mlp_backward_matches_finite_differences(seed, N, bias):
             layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape)
     x = rng.standard_normal((N, 7))
     assume(kink_margin(model, x) > 1e-4)
-    check_layer(model, x, seed=seed)
+    with mt.using(impl_name):
+        check_layer(model, x, seed=seed)
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
+@scaled_examples(0.5)
 @given(seed=st.integers(0, 10_000), bias=st.booleans())
-def test_lenet5_backward_matches_finite_differences(seed, bias):
+def test_lenet5_backward_matches_finite_differences(impl_name, seed, bias):
     """All four layers of LeNet-5, on 1 image; element-wise on a random sample of
     60 entries per array (the full Jacobian is 52,000 columns) plus a random direction.
-    eps = 1e-7 keeps the perturbation far below the kink margin asked for."""
+    eps = 1e-7 keeps the perturbation far below the kink margin asked for. Half the
+    profile's examples per implementation: each costs ~600 forward passes."""
     model = mt.models.lenet5(num_classes=10, bias=bias, seed=seed, dtype=np.float64)
     rng = np.random.default_rng(seed)
     for layer in model.linear_layers():
@@ -119,24 +129,34 @@ def test_lenet5_backward_matches_finite_differences(seed, bias):
             layer.params["b"][...] = 0.1 * rng.standard_normal(layer.params["b"].shape)
     x = rng.standard_normal((1, 3, 32, 32))
     assume(kink_margin(model, x) > 1e-5)
-    check_layer(model, x, seed=seed, eps=1e-7, max_elements=60)
+    with mt.using(impl_name):
+        check_layer(model, x, seed=seed, eps=1e-7, max_elements=60)
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(seed=st.integers(0, 10_000))
-def test_input_grad_false_gives_the_same_parameter_gradients(seed):
+def test_input_grad_false_gives_the_same_parameter_gradients(impl_name, seed):
     model = mt.models.lenet5(seed=seed, dtype=np.float64)
     x = np.random.default_rng(seed).standard_normal((2, 3, 32, 32))
     dX = np.random.default_rng(seed + 1).standard_normal((2, 10))
-    model.forward(x)
-    assert model.backward(dX).shape == x.shape
-    full = [layer.grads["W"].copy() for layer in model.linear_layers()]
-    model.forward(x)
-    assert model.backward(dX, input_grad=False) is None
+    with mt.using(impl_name):
+        model.forward(x)
+        assert model.backward(dX).shape == x.shape
+        full = [layer.grads["W"].copy() for layer in model.linear_layers()]
+        for layer in model.linear_layers():
+            layer.grads["W"][...] = np.nan  # every gradient must be written again
+        model.forward(x)
+        assert model.backward(dX, input_grad=False) is None
     for layer, g in zip(model.linear_layers(), full, strict=True):
         np.testing.assert_array_equal(layer.grads["W"], g)
 
 
-def test_float64_end_to_end_and_float32_default():
+def test_backward_before_forward_is_refused(impl):
+    with pytest.raises(RuntimeError, match="before forward"):
+        mt.models.mlp([4, 3, 2]).backward(np.ones((1, 2), np.float32))
+
+
+def test_float64_end_to_end_and_float32_default(impl):
     for dtype in (np.float32, np.float64):
         model = mt.models.lenet5(dtype=dtype)
         X = model.forward(np.ones((2, 3, 32, 32), dtype))

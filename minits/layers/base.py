@@ -8,9 +8,17 @@ A layer is two functions and two dicts (CS231n style):
 ``layer.params`` and ``layer.grads`` map the same names ("W", and "b" when the
 layer has a bias) to arrays of equal shape. ``backward`` *overwrites* ``grads``;
 gradients never accumulate across calls, so there is no ``zero_grad``.
+
+Each layer class runs one of two implementations (minits.backend): the *plain*
+functions of its own module (``conv_forward`` / ``conv_backward`` in conv.py, ...),
+the ones to read, or the *fast* ones of the ``fast_*.py`` modules, which compute
+the same numbers. ``forward`` reads ``minits.backend.current_impl()`` and records
+it; ``backward`` uses the recorded one, so one step never mixes the two.
 """
 
 import numpy as np
+
+from ..backend import current_impl
 
 
 class Layer:
@@ -23,6 +31,7 @@ class Layer:
         self.params = {}
         self.grads = {}
         self._scratch = {}  # work arrays reused across calls, see scratch()
+        self._impl = None  # "plain" | "fast": the implementation of the last forward
 
     def forward(self, x):
         raise NotImplementedError
@@ -37,6 +46,17 @@ class Layer:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def _start_forward(self):
+        """Record the implementation this forward runs ("plain" | "fast") and return it."""
+        self._impl = current_impl()
+        return self._impl
+
+    def _forward_impl(self):
+        """The implementation of the last forward, which backward must use."""
+        if self._impl is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return self._impl
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -54,6 +74,16 @@ def scratch(layer, name, shape, dtype):
     if a is None or a.shape != tuple(shape) or a.dtype != dtype:
         a = layer._scratch[name] = np.empty(shape, dtype)
     return a
+
+
+def store_grads(layer, dW, db=None):
+    """Overwrite layer.grads in place with dL/dW (and dL/db when the layer has a bias).
+
+    In place, not rebinding: the arrays of ``grads`` stay the ones callers hold.
+    """
+    layer.grads["W"][...] = dW
+    if "b" in layer.grads:
+        layer.grads["b"][...] = db
 
 
 def as_rng(rng):

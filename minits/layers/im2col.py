@@ -1,23 +1,25 @@
-"""im2col / col2im: a convolution as one matrix product.
+"""im2col / col2im: a convolution as one matrix product (plain implementation).
 
-Everything here is *channel-first*: images are stored as (C, N, H, W). Then the
-columns matrix is (C*k*k, N*Ho*Wo) and a convolution is the single wide product
+A convolution's input values are rearranged into a matrix of columns, one
+column per output position, so that the whole convolution becomes the product
 
-    out (F, N*Ho*Wo) = W (F, C*k*k) @ cols (C*k*k, N*Ho*Wo),
+    out (F, N*Ho*Wo) = W2 (F, C*k*k) @ cols (C*k*k, N*Ho*Wo)
 
-whose result is already channel-first for the next layer: no transposes between
-layers (docs/layers.md works a small example by hand).
+(minits/layers/conv.py; docs/layers.md works a small example by hand).
 
-Following Chainer's conv.py, im2col is a loop over the k*k kernel offsets
+Following Chainer's conv.py, im2col is one loop over the k*k kernel offsets
 (i, j); each offset copies one strided slice of the input, the pixels that
 offset sees for every output position at once:
 
     cols[c, i, j, n, y, x] = x_pad[c, n, i + s*y, j + s*x]
 
-col2im is the adjoint: it adds each offset's slice back where it came from.
-Where windows overlap (stride < k) a pixel receives several contributions.
-Both run in two stages (columns first, then rows) so that NumPy copies long
-contiguous runs; see im2col.
+The images are channel-first, (C, N, H, W), so that the columns run over
+(n, y, x) and the product comes out as (F, N, Ho, Wo). col2im is the adjoint:
+it adds each offset's slice back where it came from; where windows overlap
+(s < k) a pixel receives several contributions.
+
+The fast convolution copies the same columns in two stages
+(minits/layers/fast_im2col.py).
 """
 
 import numpy as np
@@ -33,89 +35,45 @@ def conv_output_size(size, kernel_size, stride, padding=0):
     return span // stride + 1
 
 
-def pad(x, padding, extra_right=0):
-    """Zero padding of the two spatial axes.
-
-    x: (C, N, H, W) -> (C, N, H + 2p, W + 2p + e): p zeros on every side, and e more
-    columns on the right (a blocked convolution's last block may overhang, see conv.py).
-    """
-    if padding == 0 and extra_right == 0:
-        return x
-    C, N, H, W = x.shape
-    p = padding
-    out = np.zeros((C, N, H + 2 * p, W + 2 * p + extra_right), dtype=x.dtype)
-    out[:, :, p:p + H, p:p + W] = x
-    return out
-
-
-def as_pair(value):
-    """k or (kh, kw) -> (kh, kw); the same for strides."""
-    return (value, value) if np.ndim(value) == 0 else tuple(value)
-
-
-def im2col(x, kernel_size, stride, out=None):
-    """Columns of a (padded) channel-first image batch.
+def im2col(x_pad, kernel_size, stride):
+    """The columns of a padded, channel-first image batch.
 
     Inputs:
-        x: (C, N, Hp, Wp), any strides, already padded
-        kernel_size: k, or (kh, kw) for a rectangular window
-        stride: s, or (sh, sw)
-        out: optional array of C*kh*kw*N*Ho*Wo elements to write into (a work array
-             reused across steps); it must reshape to (C, kh, kw, N, Ho, Wo) without a copy
+        x_pad: (C, N, Hp, Wp), already padded
+        kernel_size: k (square windows); stride: s
     Returns:
-        cols: (C*kh*kw, N*Ho*Wo) with row index (c, i, j) and column index (n, y, x),
-        Ho = (Hp - kh) // sh + 1, Wo = (Wp - kw) // sw + 1, and
-        cols[(c, i, j), (n, y, x)] = x[c, n, sh*y + i, sw*x + j].
-
-    Two stages, so that most copying moves long contiguous runs: for each column
-    offset j, first copy the Wo columns that offset sees, xj = x[..., j::sw] of shape
-    (C, N, Hp, Wo) (runs of Wo elements); then each row offset i takes rows
-    i::sh of xj, which for sh = 1 is one contiguous block of Ho*Wo elements per
-    image. NumPy pays per run, so this is about twice as fast as copying
-    x[..., i::sh, j::sw] (runs of Wo) kh*kw times.
+        cols: (C*k*k, N*Ho*Wo), Ho = (Hp - k) // s + 1, Wo = (Wp - k) // s + 1,
+        row index (c, i, j), column index (n, y, x):
+        cols[(c, i, j), (n, y, x)] = x_pad[c, n, s*y + i, s*x + j]
     """
-    C, N, Hp, Wp = x.shape
-    (kh, kw), (sh, sw) = as_pair(kernel_size), as_pair(stride)
-    Ho, Wo = conv_output_size(Hp, kh, sh), conv_output_size(Wp, kw, sw)
-    shape = (C, kh, kw, N, Ho, Wo)
-    if out is None:
-        out = np.empty(shape, dtype=x.dtype)
-    cols = out.reshape(shape)
-    # reshape had to copy: writes would be lost (an empty array shares no memory at all)
-    if out.size and not np.may_share_memory(cols, out):
-        raise ValueError(f"im2col: out of shape {out.shape} and strides {out.strides} cannot "
-                         f"be viewed as {shape}")
-    xj = np.empty((C, N, Hp, Wo), dtype=x.dtype)
-    for j in range(kw):
-        np.copyto(xj, x[:, :, :, j:j + sw * Wo:sw])
-        for i in range(kh):
-            cols[:, i, j] = xj[:, :, i:i + sh * Ho:sh]
-    return out.reshape(C * kh * kw, N * Ho * Wo)
+    C, N, Hp, Wp = x_pad.shape
+    k, s = kernel_size, stride
+    Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
+    cols = np.empty((C, k, k, N, Ho, Wo), dtype=x_pad.dtype)
+    for i in range(k):
+        for j in range(k):
+            # offset (i, j) of every window at once: rows i, i+s, ..., columns j, j+s, ...
+            cols[:, i, j] = x_pad[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
+    return cols.reshape(C * k * k, N * Ho * Wo)
 
 
 def col2im(cols, padded_shape, kernel_size, stride):
-    """Adjoint of im2col: scatter-add columns back onto the padded image.
+    """Adjoint of im2col: add every column entry back onto the pixel it was copied from.
 
     Inputs:
-        cols: (C*kh*kw, N*Ho*Wo)
+        cols: (C*k*k, N*Ho*Wo), e.g. dL/dcols
         padded_shape: (C, N, Hp, Wp) of the image im2col read
-        kernel_size: k or (kh, kw); stride: s or (sh, sw)
+        kernel_size: k; stride: s
     Returns:
-        dx: (C, N, Hp, Wp), dx[c, n, sh*y + i, sw*x + j] += cols[(c, i, j), (n, y, x)]
-
-    The two stages of im2col in reverse: for each column offset j, the kh row
-    offsets add their blocks into dxj (C, N, Hp, Wo) (contiguous blocks for
-    sh = 1), then dxj is added onto the columns j::sw of dx.
+        dx: (C, N, Hp, Wp), dx[c, n, s*y + i, s*x + j] += cols[(c, i, j), (n, y, x)]
+        summed over every (y, x, i, j) that lands on the pixel
     """
     C, N, Hp, Wp = padded_shape
-    (kh, kw), (sh, sw) = as_pair(kernel_size), as_pair(stride)
-    Ho, Wo = conv_output_size(Hp, kh, sh), conv_output_size(Wp, kw, sw)
-    cols = cols.reshape(C, kh, kw, N, Ho, Wo)
+    k, s = kernel_size, stride
+    Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
+    cols = cols.reshape(C, k, k, N, Ho, Wo)
     dx = np.zeros(padded_shape, dtype=cols.dtype)
-    dxj = np.empty((C, N, Hp, Wo), dtype=cols.dtype)
-    for j in range(kw):
-        dxj[...] = 0
-        for i in range(kh):
-            dxj[:, :, i:i + sh * Ho:sh] += cols[:, i, j]
-        dx[:, :, :, j:j + sw * Wo:sw] += dxj
+    for i in range(k):
+        for j in range(k):
+            dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += cols[:, i, j]
     return dx

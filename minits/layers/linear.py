@@ -1,21 +1,54 @@
-"""Fully connected layer, Eq. (1): Y^{l+1} = alpha^{l+1} X^l."""
+"""Fully connected layer, Eq. (1): Y^{l+1} = alpha^{l+1} X^l.
+
+Plain implementation: linear_forward / linear_backward below. The fast one,
+which Linear runs under minits.use("fast"), is in minits/layers/fast_dense.py.
+"""
 
 import numpy as np
 
-from .base import Layer, check_dtype, check_input, gaussian
+from .base import Layer, check_dtype, check_input, gaussian, store_grads
+from .fast_dense import fast_linear_backward, fast_linear_forward
+
+
+def linear_forward(x, W, b=None):
+    """out = x @ W.T (+ b): Eq. (1), Y_i = sum_j alpha_ij X_j, for every sample.
+
+    Inputs:
+        x: (N, D); W: (F, D), alpha^{l+1} in PyTorch's layout; b: (F,) or None
+    Returns:
+        out: (N, F); cache: (x, W)
+    """
+    out = x @ W.T
+    if b is not None:
+        out = out + b
+    return out, (x, W)
+
+
+def linear_backward(dout, cache):
+    """Since out[n, f] = sum_d x[n, d] W[f, d] (+ b[f]):
+
+        dW = dout.T @ x,   db = sum_n dout[n],   dx = dout @ W
+
+    Inputs:
+        dout: (N, F), dL/dout; cache: from linear_forward
+    Returns:
+        dx: (N, D), dW: (F, D), db: (F,)
+    """
+    x, W = cache
+    dW = dout.T @ x
+    db = dout.sum(axis=0)
+    dx = dout @ W
+    return dx, dW, db
 
 
 class Linear(Layer):
-    """y = x @ W.T (+ b).
+    """Linear layer: linear_forward / linear_backward with parameters W (and b).
 
     Shapes:
         x:   (N, in_features)
         W:   (out_features, in_features)   -- alpha^{l+1} of Eq. (1), PyTorch's layout
         b:   (out_features,)               -- only with bias=True; Eq. (1) has none
         out: (N, out_features)
-
-    Backward, with dout = dL/dy of shape (N, out_features):
-        dW = dout.T @ x,   db = sum_n dout,   dx = dout @ W
     """
 
     def __init__(self, in_features, out_features, bias=False, dtype=np.float32, rng=None,
@@ -29,25 +62,27 @@ class Linear(Layer):
         if bias:
             self.params["b"] = np.zeros(out_features, dtype=dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self._x = None
+        self._cache = None
 
     def forward(self, x):
+        """x: (N, in_features) -> out: (N, out_features)."""
         check_input(self, x, 2)
         if x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: x has {x.shape[1]} features, expected {self.in_features}")
-        self._x = x
-        out = x @ self.params["W"].T
-        if "b" in self.params:
-            out += self.params["b"]
+        if self._start_forward() == "fast":
+            out, self._cache = fast_linear_forward(self, x)
+        else:
+            out, self._cache = linear_forward(x, self.params["W"], self.params.get("b"))
         return out
 
     def backward(self, dout, input_grad=True):
+        """dout: (N, out_features) -> dx: (N, in_features), or None when input_grad=False."""
         check_input(self, dout, 2, "dout")
-        x = self._x
-        np.matmul(dout.T, x, out=self.grads["W"])
-        if "b" in self.params:
-            np.sum(dout, axis=0, out=self.grads["b"])
-        return dout @ self.params["W"] if input_grad else None
+        if self._forward_impl() == "fast":
+            return fast_linear_backward(self, dout, self._cache, input_grad)
+        dx, dW, db = linear_backward(dout, self._cache)
+        store_grads(self, dW, db)
+        return dx if input_grad else None
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, bias={'b' in self.params})"

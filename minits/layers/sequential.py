@@ -1,7 +1,12 @@
-"""A network as a list of layers, Eq. (1)-(2) composed M-1 times."""
+"""A network as a list of layers, Eq. (1)-(2) composed M-1 times.
 
-from .activations import ReLU
-from .pool import MaxPool2d
+Plain implementation: forward runs the layers in the listed order, backward in
+reverse. The fast one (pooling before ReLU, no input gradient for the first
+layer) is minits/layers/fast_sequential.py.
+"""
+
+from ..backend import current_impl
+from .fast_sequential import fast_sequential_backward, pool_first_order
 
 
 class Sequential:
@@ -11,12 +16,9 @@ class Sequential:
     leaves every layer's .grads filled. The softmax of Eq. (3) is not part of the
     model: the losses apply it (stably, fused with the logarithm).
 
-    One liberty with the order: a ReLU directly followed by a MaxPool2d runs
-    *after* the pooling. The two commute, max_w relu(x_w) = relu(max_w x_w),
-    since relu is monotone, so the output is the same, and so is every gradient:
-    a window whose maximum is positive sends dout to the same element either way,
-    and one whose maximum is <= 0 sends nothing either way (the ReLU's derivative
-    at 0 is 0). With 2 x 2 pooling the ReLU then sees a quarter of the data.
+    Under the fast implementation a ReLU directly followed by a MaxPool2d runs
+    after the pooling (the same numbers, see minits/layers/fast_sequential.py);
+    schedule() gives the order forward runs.
     """
 
     def __init__(self, *layers):
@@ -25,6 +27,7 @@ class Sequential:
         if not layers:
             raise ValueError("Sequential needs at least one layer")
         self.layers = list(layers)
+        self._impl = None  # the implementation of the last forward
         self._order = None  # the schedule() of the last forward
 
     def linear_layers(self):
@@ -37,20 +40,16 @@ class Sequential:
         return next(iter(self.linear_layers()[0].params.values())).dtype
 
     def schedule(self):
-        """The order in which forward runs the layers (indices into self.layers):
-        as listed, except that ReLU, MaxPool2d pairs run pooling first.
-
-        Exact types only: a subclass may change what the layer computes.
-        """
-        order = list(range(len(self.layers)))
-        for i in range(len(order) - 1):
-            if (order[i] == i and type(self.layers[i]) is ReLU
-                    and type(self.layers[i + 1]) is MaxPool2d):
-                order[i], order[i + 1] = i + 1, i
-        return order
+        """The order in which forward runs the layers under the current implementation
+        (indices into self.layers): as listed under "plain"; under "fast" as listed
+        except that ReLU, MaxPool2d pairs run pooling first (pool_first_order)."""
+        if current_impl() == "fast":
+            return pool_first_order(self.layers)
+        return list(range(len(self.layers)))
 
     def forward(self, x):
         """x: the network's input, e.g. (N, C, H, W) -> logits (N, K)."""
+        self._impl = current_impl()
         self._order = self.schedule()  # backward retraces exactly this order
         for i in self._order:
             x = self.layers[i].forward(x)
@@ -61,18 +60,17 @@ class Sequential:
     def backward(self, dX, input_grad=True):
         """dX: dL/dX, (N, K). Fills every layer's .grads; returns dL/dx (or None).
 
-        With input_grad=False the pass stops at the first parametrised layer and
-        skips its input gradient: training never needs dL/dx of the data.
+        input_grad=False: return None (training never needs dL/dx of the data);
+        the fast implementation then skips computing it.
         """
-        order = self._order or self.schedule()
-        first = next((i for i in order if self.layers[i].params), order[0])
+        if self._impl is None:
+            raise RuntimeError("Sequential.backward() called before forward()")
+        if self._impl == "fast":
+            return fast_sequential_backward(self.layers, self._order, dX, input_grad)
         d = dX
-        for i in reversed(order):
-            if i == first and not input_grad:
-                self.layers[i].backward(d, input_grad=False)
-                return None
+        for i in reversed(self._order):
             d = self.layers[i].backward(d)
-        return d
+        return d if input_grad else None
 
     def parameters(self):
         """Yield (layer, name, param, grad) for every parameter array, layer by layer."""
@@ -86,5 +84,3 @@ class Sequential:
     def __repr__(self):
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
-
-
