@@ -1,25 +1,40 @@
-"""The homogeneous fast path of the normalisation (X_hat = X / R, gradients at alpha)
-against the literal path (parameters scaled in place to alpha_hat), float64.
+"""Fast against plain: the normalisation engines and the losses, float64.
 
-Both compute the same function and the same chain rule (minits/scale.py,
-Normalization); they differ only in rounding, so values, every parameter
-gradient and the scales' gradients agree to ~1e-12 relative.
+minits.fast_normalization.FastNormalization (both of its paths) must compute what the
+plain minits.normalization.Normalization computes, and every loss's fast forward and
+backward what its plain ones compute. What is promised, per function:
+
+- R(alpha): bit for bit (the same sums of squares, the same product).
+- X_hat on the literal path (networks with biases), with the same layers: bit for bit;
+  on the homogeneous path (X / R, Eq. (8)) and through the chain rule (a different
+  order of the same operations): to ~1e-12 relative to the array's largest entry.
+- A loss's value, per-object values, confidences and scale gradients: the same
+  rounding; the split (second) and the correct flags: exactly, away from the threshold.
+- With the same layers and the literal normalisation, a loss's value and diagnostics:
+  bit for bit (the fast bookkeeping changes no number).
+
+Each side runs under its own implementation (minits.using), layers included, except in
+the "same layers" tests.
 """
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from test_scale import kink_distance, make_model
+from test_scale import bits, kink_distance, make_model
 
 import minits as mt
-from minits.losses import OneScale, TwoScale, TwoScaleSeparation
-from minits.scale import (
-    Normalization,
-    at_normalized_params,
-    logits_at_normalized,
-    normalized_logits,
+from minits.fast_normalization import FastNormalization, logits_at_normalized
+from minits.losses import (
+    CrossEntropy,
+    OneScale,
+    Truncated,
+    TwoScale,
+    TwoScaleSeparation,
+    TwoScaleWrapper,
 )
+from minits.normalization import Normalization
+from minits.scale import at_normalized_params, normalized_logits
 
 KINDS = st.sampled_from(["mlp", "lenet5"])
 SEEDS = st.integers(0, 10_000)
@@ -44,100 +59,153 @@ def assert_grads_close(ga, gb, what):
             assert_close(a[name], b[name], f"{what}: layer {i} {name}")
 
 
-@settings(max_examples=20, deadline=None)
-@given(KINDS, SEEDS, st.sampled_from([0.0, 0.7, -1.3]))
-def test_normalization_paths_agree(kind, seed, dL_dR):
-    model, x, _ = make_model(kind, seed)
+def run_engine(engine, impl, model, x, G, dL_dR):
+    with mt.using(impl):
+        X_hat = engine.forward(model, x)
+        engine.backward(G.copy(), dL_dR=dL_dR)
+    return X_hat.copy(), engine.R, grads(model)
+
+
+@settings(max_examples=20)
+@given(KINDS, SEEDS, st.booleans(), st.sampled_from([0.0, 0.7, -1.3]))
+def test_fast_normalization_equals_the_plain_one(kind, seed, bias, dL_dR):
+    """FastNormalization (homogeneous without biases, literal with) = Normalization."""
+    model, x, _ = make_model(kind, seed, bias)
     assume(kink_distance(model, x) > 1e-8)  # the same ReLU / max-pool choices in both
     G = np.random.default_rng(seed).standard_normal(model.forward(x).shape)
-    results = {}
-    for mode in ("literal", "homogeneous"):
-        norm = Normalization(mode)
-        X_hat = norm.forward(model, x)
-        norm.backward(G.copy(), dL_dR=dL_dR)
-        results[mode] = (X_hat.copy(), norm.R, grads(model))
-    (Xl, Rl, gl), (Xf, Rf, gf) = results["literal"], results["homogeneous"]
-    assert Rf == Rl
-    assert_close(Xf, Xl, "X_hat")
-    assert_grads_close(gf, gl, f"{kind} dL/dalpha")
+    Xp, Rp, gp = run_engine(Normalization(), "plain", model, x, G, dL_dR)
+    modes = ["literal"] if bias else ["literal", "homogeneous"]
+    for mode in modes:
+        Xf, Rf, gf = run_engine(FastNormalization(mode), "fast", model, x, G, dL_dR)
+        assert Rf == Rp
+        assert_close(Xf, Xp, f"X_hat, {mode}")
+        assert_grads_close(gf, gp, f"{kind} dL/dalpha, {mode}")
+
+
+@given(KINDS, SEEDS)
+def test_literal_X_hat_is_bit_for_bit_with_the_same_layers(kind, seed):
+    model, x, _ = make_model(kind, seed, bias=True)
+    for impl in mt.backend.IMPLEMENTATIONS:
+        with mt.using(impl):
+            fast = FastNormalization("literal").forward(model, x)
+            assert bits(fast) == bits(Normalization().forward(model, x))
+            assert bits(logits_at_normalized(model, x, "literal")[0]) == bits(fast)
 
 
 LOSSES = {
+    "cross_entropy": lambda: CrossEntropy(),
+    "truncated": lambda: Truncated(0.2),
     "two_scale": lambda: TwoScale(0.05, R1=3.0, R2=30.0),
     "two_scale_normalized": lambda: TwoScale(0.05, R1=3.0, R2=30.0, confidence="normalized"),
+    "two_scale_scaled": lambda: TwoScale(0.05, R1=3.0, R2=30.0, confidence="scaled"),
     "fixed": lambda: TwoScale(0.05, R1=3.0, R2=30.0, fixed=True),
     "one_scale": lambda: OneScale(R1=3.0),
-    "separation": lambda: TwoScaleSeparation(0.05, Rs=10.0),
-    "separation_frozen": lambda: TwoScaleSeparation(0.05, Rs=10.0, R="frozen"),
+    "wrapper_mse": lambda: TwoScaleWrapper("mse", 0.05, R1=3.0),
+    "separation_fixed": lambda: TwoScaleSeparation(0.05, Rs=10.0),
+    "separation_trained": lambda: TwoScaleSeparation(0.05, Rs=10.0, scale="trained"),
+    "separation_live": lambda: TwoScaleSeparation(0.05, Rs=10.0, scale="live"),
 }
 
 
-@settings(max_examples=20, deadline=None)
-@given(KINDS, SEEDS, st.sampled_from(sorted(LOSSES)))
-def test_losses_agree_on_both_paths(kind, seed, which):
-    """Value, per-object diagnostics, all gradients and the scales' gradients."""
-    model, x, y = make_model(kind, seed)
-    assume(kink_distance(model, x) > 1e-8)
-    out = {}
-    for mode in ("literal", "homogeneous"):
-        loss = LOSSES[which]()
-        loss._norm = Normalization(mode)
+def run_loss(which, impl, model, x, y, mode=None):
+    """Forward, backward and the test-time functions of a fresh loss under impl."""
+    loss = LOSSES[which]()
+    if mode is not None:
+        loss._fast_norm = FastNormalization(mode)
+    with mt.using(impl):
         value = loss.forward(model, x, y)
-        # keep samples away from the eta threshold, where rounding may pick either case
-        assume(np.min(np.abs(loss.last.confidence - loss.eta)) > 1e-9)
+        if hasattr(loss, "eta"):  # away from the threshold, where rounding may pick either
+            assume(np.min(np.abs(loss.last.confidence - loss.eta)) > 1e-9)
         loss.backward()
-        out[mode] = (value, loss.last, grads(model), dict(loss.grads),
-                     loss.predict_proba(model, x), loss.predict_proba_and_logits(model, x))
-    lit, fast = out["literal"], out["homogeneous"]
-    assert_close(fast[0], lit[0], "loss value")
-    np.testing.assert_array_equal(fast[1].second, lit[1].second)
-    np.testing.assert_array_equal(fast[1].correct, lit[1].correct)
-    assert_close(fast[1].values, lit[1].values, "per-object values")
-    assert fast[1].R == lit[1].R
-    assert_grads_close(fast[2], lit[2], f"{which} on {kind}")
-    assert fast[3].keys() == lit[3].keys()
-    for name in lit[3]:
-        assert_close(fast[3][name], lit[3][name], f"d loss / d {name}")
-    assert_close(fast[4], lit[4], "predict_proba")
-    assert_close(fast[5][0], lit[5][0], "predict_proba_and_logits: proba")
-    np.testing.assert_array_equal(fast[5][1], model.forward(x))  # raw logits, exactly
+        return (value, loss.last, grads(model), dict(loss.grads), loss.predict_proba(model, x),
+                loss.predict_proba_and_logits(model, x), loss.predictor(model, logits=True)(x))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=15)
+@pytest.mark.parametrize("which", sorted(LOSSES))
+@given(kind=KINDS, seed=SEEDS, bias=st.booleans(), literal=st.booleans())
+def test_fast_losses_equal_the_plain_ones(which, kind, seed, bias, literal):
+    """Value, per-object diagnostics, every gradient, the scales' gradients and the
+    test-time probabilities; the fast side on either path of its normalisation."""
+    model, x, y = make_model(kind, seed, bias)
+    assume(kink_distance(model, x) > 1e-8)
+    plain = run_loss(which, "plain", model, x, y)
+    fast = run_loss(which, "fast", model, x, y, "literal" if literal or bias else None)
+    assert_close(fast[0], plain[0], "loss value")
+    np.testing.assert_array_equal(fast[1].second, plain[1].second)
+    np.testing.assert_array_equal(fast[1].correct, plain[1].correct)
+    assert_close(fast[1].values, plain[1].values, "per-object values")
+    assert_close(fast[1].confidence, plain[1].confidence, "confidences")
+    assert fast[1].R == plain[1].R and fast[1].scales == plain[1].scales
+    assert_grads_close(fast[2], plain[2], f"{which} on {kind}")
+    assert fast[3].keys() == plain[3].keys()
+    for name in plain[3]:
+        assert_close(fast[3][name], plain[3][name], f"d loss / d {name}")
+    for i in (4, 5, 6):
+        proba, ref = (fast[i], plain[i]) if i == 4 else (fast[i][0], plain[i][0])
+        assert_close(proba, ref, "test-time probabilities")
+    for i in (5, 6):
+        assert bits(fast[i][1]) == bits(plain[i][1])  # raw logits, exactly
+    np.testing.assert_array_equal(plain[5][1], model.forward(x))
+
+
+@settings(max_examples=10)
+@pytest.mark.parametrize("which", sorted(LOSSES))
+@given(kind=KINDS, seed=SEEDS)
+def test_fast_bookkeeping_changes_no_number(which, kind, seed):
+    """With the same (fast) layers and the literal normalisation (biases), the fast
+    forward gives the plain forward's value and diagnostics bit for bit."""
+    model, x, y = make_model(kind, seed, bias=True)
+    out = []
+    with mt.using("fast"):
+        for forward in ("_forward_plain", "_forward_fast"):
+            loss = LOSSES[which]()
+            value = getattr(loss, forward)(model, x, y)
+            last = loss.last
+            out.append((value, bits(last.confidence), bits(last.second), bits(last.correct),
+                        bits(last.values), last.R, last.scales, bits(loss._dX)))
+    assert out[0] == out[1]
+
+
+@settings(max_examples=10)
 @given(KINDS, SEEDS)
-def test_logits_at_normalized(kind, seed):
+def test_fast_logits_at_normalized(kind, seed):
     model, x, _ = make_model(kind, seed)
     X_hat, X, R = logits_at_normalized(model, x)
     np.testing.assert_array_equal(X, model.forward(x))
     assert R == mt.scale_R(model)
-    np.testing.assert_array_equal(X_hat, normalized_logits(model, x))  # auto: the fast path
     X_hat_l, X_l, R_l = logits_at_normalized(model, x, mode="literal")
     assert X_l is None and R_l == R
     with at_normalized_params(model):
         np.testing.assert_array_equal(X_hat_l, model.forward(x))
+    assert_close(X_hat, normalized_logits(model, x), "X_hat")
     assert_close(X_hat, X_hat_l, "X_hat")
 
 
-def test_auto_mode_is_literal_with_biases_and_homogeneous_without():
-    for bias in (False, True):
-        model, x, _ = make_model("mlp", 0, bias=bias)
-        norm = Normalization()
-        norm.forward(model, x)
-        assert (norm.X is not None) == (not bias)
-    with pytest.raises(ValueError, match="bias-free"):
-        Normalization("homogeneous").forward(make_model("mlp", 0, bias=True)[0], x)
-    with pytest.raises(ValueError, match="mode"):
-        Normalization("fast")
-
-
-def test_homogeneous_path_keeps_float32():
+def test_the_homogeneous_path_keeps_float32():
     model, x, y = make_model("lenet5", 0, dtype=np.float32)
     loss = TwoScale(0.05, R1=3.0, R2=30.0)
-    loss.forward(model, x, y)
-    assert loss._norm.X is not None  # the fast path ran
-    assert loss.last.confidence.dtype == np.float32
-    loss.backward()
+    with mt.using("fast"):
+        loss.forward(model, x, y)
+        assert loss._norm.X is not None  # the homogeneous path ran
+        assert loss.last.confidence.dtype == np.float32
+        loss.backward()
+        proba, X = loss.predict_proba_and_logits(model, x)
     assert all(g.dtype == np.float32 for layer in model.linear_layers()
                for g in layer.grads.values())
-    proba, X = loss.predict_proba_and_logits(model, x)
     assert proba.dtype == np.float32 and X.dtype == np.float32
+
+
+def test_backward_follows_the_implementation_of_its_forward():
+    """A loss run forward under one implementation and backward under the other uses the
+    engine of its forward; a loss built under one runs under the other."""
+    model, x, y = make_model("mlp", 1, bias=True)
+    for first, second in (("plain", "fast"), ("fast", "plain")):
+        with mt.using(first):
+            loss = TwoScaleSeparation(0.05, scale="live")
+        with mt.using(second):
+            loss.forward(model, x, y)
+        with mt.using(first):
+            loss.backward()
+        engine = FastNormalization if second == "fast" else Normalization
+        assert type(loss._norm) is engine and loss._impl == second

@@ -1,6 +1,8 @@
 """The losses on real models: every gradient (model parameters through the
-normalisation, R1, R2, Rs) against finite differences on small mlp and LeNet-5
-networks in float64, and the properties Sec. 2 derives for them."""
+normalisation, R1, R2, Rs, R) against finite differences on small mlp and LeNet-5
+networks in float64, and the properties Sec. 2 derives for them; every test under
+both implementations (minits.backend). The readings of Eq. (17) and the eta
+boundary: tests/test_separation.py, tests/test_eta_boundary.py."""
 
 import numpy as np
 import pytest
@@ -25,8 +27,9 @@ LOSSES = {
     "two_scale": lambda mode: TwoScale(1.0, confidence=mode),
     "two_scale_fixed": lambda mode: TwoScale(1.0, confidence=mode, fixed=True),
     "one_scale": lambda mode: OneScale(confidence=mode),
-    "separation_live": lambda mode: TwoScaleSeparation(1.0, confidence=mode),
-    "separation_frozen": lambda mode: TwoScaleSeparation(1.0, R="frozen", confidence=mode),
+    "separation_fixed": lambda mode: TwoScaleSeparation(1.0, confidence=mode),
+    "separation_trained": lambda mode: TwoScaleSeparation(1.0, scale="trained", confidence=mode),
+    "separation_live": lambda mode: TwoScaleSeparation(1.0, scale="live", confidence=mode),
     "wrapper_ce": lambda mode: TwoScaleWrapper("cross_entropy", 1.0, confidence=mode),
     "wrapper_mse": lambda mode: TwoScaleWrapper("mse", 1.0, confidence=mode),
     "wrapper_truncated": lambda mode: TwoScaleWrapper("truncated", 1.0, confidence=mode, k=0.2),
@@ -34,6 +37,7 @@ LOSSES = {
     "truncated": lambda mode: Truncated(0.2),
 }
 MODES = st.sampled_from(["raw", "normalized", "scaled"])
+IMPLS = mt.backend.IMPLEMENTATIONS
 
 
 def model_case(draw, K=3):
@@ -96,25 +100,27 @@ def assert_loss_gradients(loss, model, x, y, seed, label):
     return value
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @pytest.mark.parametrize("which", sorted(LOSSES))
 @given(data=st.data(), mode=MODES)
-def test_every_gradient_matches_finite_differences(which, data, mode):
-    kind, seed, model, x, y = model_case(data.draw)
-    assume(kink_distance(model, x) > 1e-5)
-    loss = LOSSES[which](mode)
-    loss.forward(model, x, y)
-    if hasattr(loss, "eta") and not isinstance(loss, OneScale):
-        loss.eta = split_eta(loss.last.confidence, data.draw)
-        assume(away_from_threshold(loss.last.confidence, loss.eta))
-    if "truncated" in which:  # away from the kink p_{i(s)} = k of Eq. (12)
+def test_every_gradient_matches_finite_differences(impl_name, which, data, mode):
+    with mt.using(impl_name):
+        kind, seed, model, x, y = model_case(data.draw)
+        assume(kink_distance(model, x) > 1e-5)
+        loss = LOSSES[which](mode)
         loss.forward(model, x, y)
-        z = (normalized_logits(model, x) * np.where(loss.last.second, 10.0, 1.0)[:, None]
-             * loss.params["R1"] if which == "wrapper_truncated" else model.forward(x))
-        p_true = np.exp(log_softmax(z))[np.arange(len(y)), y]
-        assume(np.all(np.abs(p_true - 0.2) > 1e-4))
-    assert_loss_gradients(loss, model, x, y, seed, f"{which} {kind} {mode}")
-    if which == "two_scale_fixed":
-        assert loss.grads == {}
+        if hasattr(loss, "eta") and not isinstance(loss, OneScale):
+            loss.eta = split_eta(loss.last.confidence, data.draw)
+            assume(away_from_threshold(loss.last.confidence, loss.eta))
+        if "truncated" in which:  # away from the kink p_{i(s)} = k of Eq. (12)
+            loss.forward(model, x, y)
+            z = (normalized_logits(model, x) * np.where(loss.last.second, 10.0, 1.0)[:, None]
+                 * loss.params["R1"] if which == "wrapper_truncated" else model.forward(x))
+            p_true = np.exp(log_softmax(z))[np.arange(len(y)), y]
+            assume(np.all(np.abs(p_true - 0.2) > 1e-4))
+        assert_loss_gradients(loss, model, x, y, seed, f"{which} {kind} {mode}")
+        if which == "two_scale_fixed":
+            assert loss.grads == {}
 
 
 def literal_sign_applies(model, mode):
@@ -124,116 +130,96 @@ def literal_sign_applies(model, mode):
     return mode != "raw" or all("b" not in layer.params for layer in model.linear_layers())
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(data=st.data(), mode=MODES)
-def test_dL_dR2_negative_with_a_well_classified_object_zero_without(data, mode):
-    kind, seed, model, x, y = model_case(data.draw)
-    assume(literal_sign_applies(model, mode))
-    loss = TwoScale(1.0, confidence=mode)
-    loss.forward(model, x, y)
-    delta = loss.last.confidence
-    loss.eta = split_eta(delta, data.draw)
-    loss.forward(model, x, y)
-    loss.backward()
-    if loss.last.second.any():
-        X_hat = normalized_logits(model, x)
-        assume(np.all(loss.params["R2"] * confidence(X_hat, y) < 500))  # no underflow to 0
-        assert loss.grads["R2"] < 0
-    else:
+def test_dL_dR2_negative_with_a_well_classified_object_zero_without(impl_name, data, mode):
+    with mt.using(impl_name):
+        kind, seed, model, x, y = model_case(data.draw)
+        assume(literal_sign_applies(model, mode))
+        loss = TwoScale(1.0, confidence=mode)
+        loss.forward(model, x, y)
+        delta = loss.last.confidence
+        loss.eta = split_eta(delta, data.draw)
+        loss.forward(model, x, y)
+        loss.backward()
+        if loss.last.second.any():
+            X_hat = normalized_logits(model, x)
+            assume(np.all(loss.params["R2"] * confidence(X_hat, y) < 500))  # no underflow to 0
+            assert loss.grads["R2"] < 0
+        else:
+            assert loss.grads["R2"] == 0.0
+        loss.eta = np.inf  # nobody well classified
+        loss.forward(model, x, y)
+        loss.backward()
         assert loss.grads["R2"] == 0.0
-    loss.eta = np.inf  # nobody well classified
-    loss.forward(model, x, y)
-    loss.backward()
-    assert loss.grads["R2"] == 0.0
 
 
-@given(data=st.data(), R=st.sampled_from(["live", "frozen"]), mode=MODES)
-def test_dL_dRs_is_non_positive(data, R, mode):
-    # docs/decisions.md#D3: Sec. 2.3 says "non-negative"; the mathematics gives <= 0
-    kind, seed, model, x, y = model_case(data.draw)
-    assume(literal_sign_applies(model, mode))
-    loss = TwoScaleSeparation(1.0, R=R, confidence=mode)
-    loss.forward(model, x, y)
-    loss.eta = split_eta(loss.last.confidence, data.draw)
-    loss.forward(model, x, y)
-    loss.backward()
-    assert loss.grads["Rs"] <= 0
-    assert (loss.grads["Rs"] < 0) == bool(loss.last.second.any())
-
-
-@pytest.mark.parametrize("which", ["two_scale", "one_scale", "separation_frozen", "wrapper_mse",
-                                   "wrapper_truncated", "two_scale_fixed"])
+@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("which", ["two_scale", "one_scale", "separation_fixed",
+                                   "separation_trained", "wrapper_mse", "wrapper_truncated",
+                                   "two_scale_fixed"])
 @given(data=st.data(), mode=MODES)
-def test_scale_invariance_without_biases(which, data, mode):
+def test_scale_invariance_without_biases(impl_name, which, data, mode):
     """Losses of X_hat alone: <dL/dalpha^l, alpha^l> = 0 for every layer (docs/decisions.md#D7)."""
-    kind, seed, model, x, y = model_case(data.draw)
-    for layer in model.linear_layers():
-        assume("b" not in layer.params)
-    loss = LOSSES[which](mode)
-    loss.forward(model, x, y)
-    loss.backward()
-    for layer in model.linear_layers():
-        g, a = layer.grads["W"], layer.params["W"]
-        assert abs(np.vdot(g, a)) <= 1e-11 * np.linalg.norm(g) * np.linalg.norm(a) + 1e-300
+    with mt.using(impl_name):
+        kind, seed, model, x, y = model_case(data.draw)
+        for layer in model.linear_layers():
+            assume("b" not in layer.params)
+        loss = LOSSES[which](mode)
+        loss.forward(model, x, y)
+        loss.backward()
+        for layer in model.linear_layers():
+            g, a = layer.grads["W"], layer.params["W"]
+            assert abs(np.vdot(g, a)) <= 1e-11 * np.linalg.norm(g) * np.linalg.norm(a) + 1e-300
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(data=st.data(), mode=MODES)
-def test_R2_equal_to_R1_gives_exactly_the_one_scale_loss(data, mode):
-    kind, seed, model, x, y = model_case(data.draw)
-    r = float(data.draw(st.floats(0.5, 20)))
-    two, one = TwoScale(0.01, R1=r, R2=r, confidence=mode), OneScale(R1=r, confidence=mode)
-    value = two.forward(model, x, y)
-    two.backward()
-    g_two = [layer.grads["W"].copy() for layer in model.linear_layers()]
-    assert one.forward(model, x, y) == value
-    one.backward()
-    for g, layer in zip(g_two, model.linear_layers(), strict=True):
-        np.testing.assert_array_equal(g, layer.grads["W"])
-    # tied scales: the one-scale derivative is the sum of both cases' derivatives
-    assert one.grads["R1"] == pytest.approx(two.grads["R1"] + two.grads["R2"], rel=1e-12,
-                                            abs=1e-300)
+def test_R2_equal_to_R1_gives_exactly_the_one_scale_loss(impl_name, data, mode):
+    with mt.using(impl_name):
+        kind, seed, model, x, y = model_case(data.draw)
+        r = float(data.draw(st.floats(0.5, 20)))
+        two, one = TwoScale(0.01, R1=r, R2=r, confidence=mode), OneScale(R1=r, confidence=mode)
+        value = two.forward(model, x, y)
+        two.backward()
+        g_two = [layer.grads["W"].copy() for layer in model.linear_layers()]
+        assert one.forward(model, x, y) == value
+        one.backward()
+        for g, layer in zip(g_two, model.linear_layers(), strict=True):
+            np.testing.assert_array_equal(g, layer.grads["W"])
+        # tied scales: the one-scale derivative is the sum of both cases' derivatives
+        assert one.grads["R1"] == pytest.approx(two.grads["R1"] + two.grads["R2"], rel=1e-12,
+                                                abs=1e-300)
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(data=st.data())
-def test_separation_live_with_Rs_one_is_cross_entropy_on_raw_logits(data):
-    """R X_hat = X without biases: Eq. (17) with Rs = 1 and a live R is Eq. (4)."""
-    kind, seed, model, x, y = model_case(data.draw)
-    for layer in model.linear_layers():
-        assume("b" not in layer.params)
-    sep, ce = TwoScaleSeparation(0.01, Rs=1.0), CrossEntropy()
-    value = sep.forward(model, x, y)
-    sep.backward()  # backward must follow its own forward: the layers cache activations
-    g_sep = [layer.grads["W"].copy() for layer in model.linear_layers()]
-    assert value == pytest.approx(ce.forward(model, x, y), rel=1e-12)
-    ce.backward()
-    for g, layer in zip(g_sep, model.linear_layers(), strict=True):
-        np.testing.assert_allclose(g, layer.grads["W"], rtol=1e-9,
-                                   atol=1e-12 * np.abs(layer.grads["W"]).max())
-    np.testing.assert_allclose(sep.predict_proba(model, x), ce.predict_proba(model, x),
-                               rtol=1e-10, atol=1e-15)
+def test_raw_confidence_is_delta_X_of_the_raw_network(impl_name, data):
+    """The raw confidence is delta X(alpha, s) of the raw network (the fast path takes X
+    from its one pass at alpha, X = R X_hat by Eq. (8)); "normalized" and "scaled" are the
+    confidences of X_hat and of R1 X_hat."""
+    with mt.using(impl_name):
+        kind, seed, model, x, y = model_case(data.draw)
+        loss = TwoScale(1.0)
+        loss.forward(model, x, y)
+        delta_literal = confidence(model.forward(x), y)
+        scale = np.abs(delta_literal).max()
+        np.testing.assert_allclose(loss.last.confidence, delta_literal, rtol=1e-10,
+                                   atol=1e-12 * scale)
+        np.testing.assert_array_equal(loss.last.second, loss.last.confidence >= loss.eta)
+        normalized = TwoScale(1.0, confidence="normalized")
+        normalized.forward(model, x, y)
+        delta_hat = confidence(normalized_logits(model, x), y)
+        # (X_hat of the fast path is X / R, which differs from X(alpha_hat) by rounding)
+        np.testing.assert_allclose(normalized.last.confidence, delta_hat, rtol=1e-10,
+                                   atol=1e-12 * np.abs(delta_hat).max())
+        scaled = TwoScale(1.0, R1=3.0, confidence="scaled")
+        scaled.forward(model, x, y)
+        np.testing.assert_allclose(scaled.last.confidence, 3.0 * delta_hat, rtol=1e-10,
+                                   atol=3e-12 * np.abs(delta_hat).max())
 
 
-@given(data=st.data())
-def test_raw_confidence_is_delta_X_of_the_raw_network(data):
-    """The bias-free fast path X = R X_hat (Eq. (8)) gives the literal delta X(alpha, s)."""
-    kind, seed, model, x, y = model_case(data.draw)
-    loss = TwoScale(1.0)
-    loss.forward(model, x, y)
-    delta_literal = confidence(model.forward(x), y)
-    scale = np.abs(delta_literal).max()
-    np.testing.assert_allclose(loss.last.confidence, delta_literal, rtol=1e-10,
-                               atol=1e-12 * scale)
-    np.testing.assert_array_equal(loss.last.second, loss.last.confidence >= loss.eta)
-    normalized = TwoScale(1.0, confidence="normalized")
-    normalized.forward(model, x, y)
-    np.testing.assert_array_equal(normalized.last.confidence,
-                                  confidence(normalized_logits(model, x), y))
-    scaled = TwoScale(1.0, R1=3.0, confidence="scaled")
-    scaled.forward(model, x, y)
-    np.testing.assert_array_equal(scaled.last.confidence,
-                                  confidence(3.0 * normalized_logits(model, x), y))
-
-
-def test_initial_scales():
+def test_initial_scales(impl):
     model, x, y = make_model("mlp", 3)
     R0 = scale_R(model)
     loss = TwoScale(0.1)
@@ -247,27 +233,9 @@ def test_initial_scales():
     one = OneScale()
     one.forward(model, x, y)
     assert one.params == {"R1": R0}
-    sep = TwoScaleSeparation(0.1, R="frozen")
-    assert sep.params == {"Rs": 10.0}
-    sep.forward(model, x, y)
-    assert sep.R0 == R0
-    assert sep.last.scales == {"R": R0, "Rs": 10.0}
 
 
-def test_separation_live_and_frozen_differ_only_by_the_R_derivative():
-    model, x, y = make_model("mlp", 5)
-    live, frozen = TwoScaleSeparation(0.5), TwoScaleSeparation(0.5, R="frozen")
-    value = live.forward(model, x, y)
-    live.backward()
-    g_live = [layer.grads["W"].copy() for layer in model.linear_layers()]
-    assert frozen.forward(model, x, y) == value  # R(alpha) is still R(alpha^0)
-    frozen.backward()
-    assert live.grads == frozen.grads
-    assert any(not np.allclose(g, layer.grads["W"])
-               for g, layer in zip(g_live, model.linear_layers(), strict=True))
-
-
-def test_predict_proba_uses_R1_and_no_labels():
+def test_predict_proba_uses_R1_and_no_labels(impl):
     model, x, y = make_model("lenet5", 2, dtype=np.float32)
     loss = TwoScale(0.1, R1=2.0, R2=50.0)
     p = loss.predict_proba(model, x)
@@ -281,7 +249,7 @@ def test_predict_proba_uses_R1_and_no_labels():
 
 
 @pytest.mark.parametrize("which", sorted(LOSSES))
-def test_reduction_none_and_mean(which):
+def test_reduction_none_and_mean(which, impl):
     model, x, y = make_model("mlp", 4)
     per_object = LOSSES[which]("raw")
     per_object.reduction = "none"
@@ -295,7 +263,7 @@ def test_reduction_none_and_mean(which):
 
 
 @pytest.mark.parametrize("which", sorted(LOSSES))
-def test_float32_model_keeps_float32(which):
+def test_float32_model_keeps_float32(which, impl):
     model, x, y = make_model("mlp", 6, dtype=np.float32)
     loss = LOSSES[which]("raw")
     value = loss.forward(model, x, y)
@@ -309,7 +277,7 @@ def test_float32_model_keeps_float32(which):
     assert loss.last.confidence.dtype == np.float32
 
 
-def test_diagnostics():
+def test_diagnostics(impl):
     model, x, y = make_model("mlp", 8)
     loss = TwoScale(0.3)
     loss.forward(model, x, y)
@@ -322,7 +290,7 @@ def test_diagnostics():
 
 
 @pytest.mark.parametrize("magnitude", [1e3, 1e5])
-def test_extreme_scales_are_finite_and_silent(magnitude):
+def test_extreme_scales_are_finite_and_silent(magnitude, impl):
     import warnings
     model, x, y = make_model("mlp", 9, dtype=np.float32)
     losses = [TwoScale(0.01, R1=magnitude, R2=10 * magnitude), OneScale(R1=magnitude),
@@ -340,7 +308,7 @@ def test_extreme_scales_are_finite_and_silent(magnitude):
         assert all(np.all(np.isfinite(layer.grads["W"])) for layer in model.linear_layers())
 
 
-def test_bad_inputs_are_refused_with_clear_messages():
+def test_bad_inputs_are_refused_with_clear_messages(impl):
     model, x, y = make_model("mlp", 0)
     with pytest.raises(ValueError, match="eta must be > 0"):
         TwoScale(0.0)
@@ -385,7 +353,7 @@ def test_scales_positive_flag():
 
 
 @pytest.mark.parametrize("wrap", [np.float64, lambda v: np.array(v)])
-def test_scales_stored_as_numpy_values_do_not_upcast(wrap):
+def test_scales_stored_as_numpy_values_do_not_upcast(wrap, impl):
     model, x, y = make_model("mlp", 7, dtype=np.float32)
     for loss in (TwoScale(0.3, R1=2.0), OneScale(R1=2.0), TwoScaleSeparation(0.3)):
         loss.forward(model, x, y)
@@ -406,7 +374,7 @@ def test_empty_batch_is_refused():
 @pytest.mark.parametrize("make", [lambda: mt.losses.CrossEntropy(), lambda: mt.losses.OneScale(),
                                   lambda: mt.losses.TwoScale(0.1),
                                   lambda: mt.losses.TwoScaleSeparation(0.1)])
-def test_nan_input_is_refused_with_the_rows_named(make):
+def test_nan_input_is_refused_with_the_rows_named(make, impl):
     model = mt.models.mlp([4, 3, 2], dtype=np.float64, seed=0)
     x = np.ones((3, 4))
     x[1, 2] = np.nan
@@ -418,14 +386,15 @@ def test_nan_input_is_refused_with_the_rows_named(make):
         assert np.isnan(loss.forward(model, x, np.array([0, 1, 0])))
 
 
-# ----------------------------------------------------------------------------- fast, same numbers
-# What the training loop uses to save time must give the numbers of the plain path
-# bit for bit: results files are compared exactly.
+# ----------------------------------------------------------------------------- same numbers
+# What the training loop uses to save time (the predictor, check_unchanged off, the
+# correct flags from the terms of delta X) must give the numbers it replaces bit for bit:
+# results files are compared exactly. Fast against plain: tests/test_fast_paths.py.
 
 
 @pytest.mark.parametrize("which", sorted(LOSSES))
 @pytest.mark.parametrize("bias", [False, True])
-def test_predictor_gives_the_numbers_of_predict_proba(which, bias):
+def test_predictor_gives_the_numbers_of_predict_proba(which, bias, impl):
     """Loss.predictor (R(alpha) once for all chunks) = predict_proba per chunk."""
     model, x, y = make_model("mlp", 10, bias=bias, dtype=np.float32)
     loss = LOSSES[which]("raw")
@@ -438,7 +407,7 @@ def test_predictor_gives_the_numbers_of_predict_proba(which, bias):
 
 @pytest.mark.parametrize("which", sorted(LOSSES))
 @pytest.mark.parametrize("kind", ["mlp", "lenet5"])
-def test_check_unchanged_off_gives_the_same_numbers(which, kind):
+def test_check_unchanged_off_gives_the_same_numbers(which, kind, impl):
     """check_unchanged=False (the training loop) skips the copy and the comparison of
     alpha: the value, the diagnostics and every gradient are unchanged."""
     out = []
@@ -455,7 +424,7 @@ def test_check_unchanged_off_gives_the_same_numbers(which, kind):
     assert out[0] == out[1]
 
 
-def test_check_unchanged_refuses_a_change_of_alpha_between_forward_and_backward():
+def test_check_unchanged_refuses_a_change_of_alpha_between_forward_and_backward(impl):
     model, x, y = make_model("mlp", 12)
     loss = TwoScale(1.0)
     loss.forward(model, x, y)
@@ -478,8 +447,11 @@ SCALES = st.sampled_from([1e-46, 1e-40, 1e-30, 0.5, 1.0, 3.0, 1e30, 3e38, 3.5e38
                                   lambda s: TwoScaleSeparation(0.5)])
 @given(values=LOGITS, scale=SCALES, labels=st.lists(st.integers(0, 2), min_size=4, max_size=4))
 def test_batch_correct_is_delta_gt_zero_of_the_test_time_logits(make, values, scale, labels):
-    """last.correct, computed from the terms of delta X, is confidence(scale X_hat) > 0,
-    with the test-time scale of predict_proba (R1, or R for Eq. (17))."""
+    """The fast path's last.correct, computed from the terms of delta X
+    (fast_normalized.correct), is confidence(scale X_hat) > 0 as the plain
+    NormalizedLoss._record computes it, with the test-time scale of predict_proba
+    (R1, or R for Eq. (17)). Crafted logits replace the forward pass, so this runs the
+    homogeneous path of the fast implementation only."""
     import warnings
     model = mt.models.mlp([2, 3, 3], seed=1)
     X = np.array(values, dtype=np.float32).reshape(4, 3)
@@ -489,7 +461,7 @@ def test_batch_correct_is_delta_gt_zero_of_the_test_time_logits(make, values, sc
     if isinstance(loss, TwoScale):  # any value, also <= 0 or not finite (docs/decisions.md#D17)
         loss.params["R1"] = float(scale)
     y = np.array(labels)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), mt.using("fast"):
         warnings.simplefilter("ignore", RuntimeWarning)
         loss.forward(model, np.zeros((4, 2), np.float32), y)
         R = loss.last.R

@@ -1,5 +1,9 @@
 """Scale R, normalised parameters and logits, confidence and the well-classified set,
-Eq. (7)-(11), and the chain rule through alpha -> alpha_hat (docs/decisions.md#D7)."""
+Eq. (7)-(11) (minits/scale.py). The chain rule through alpha -> alpha_hat
+(docs/decisions.md#D7): tests/test_normalization.py.
+
+Also the shared helpers of the loss and normalisation tests: make_model, kink_distance,
+snapshot, bits."""
 
 import numpy as np
 import pytest
@@ -7,24 +11,26 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minits as mt
-from minits.gradcheck import check_gradient
+from minits.fast_normalization import _product_of_roots
+from minits.layers.reductions import mean64, row_max, row_sum, sum64
+from minits.losses.fast_objectives import fast_confidence, fast_confidence_terms
 from minits.scale import (
-    Normalization,
     at_normalized_params,
     confidence,
     confidence_terms,
     is_homogeneous,
     layer_norms,
-    logits_at_normalized,
+    layer_sq_norms,
     normalization_factor,
     normalized_confidence,
     normalized_logits,
     normalized_params,
     num_well_classified,
-    row_max,
     scale_R,
     well_classified,
 )
+
+IMPLS = mt.backend.IMPLEMENTATIONS
 
 
 def make_model(kind, seed, bias=False, dtype=np.float64, K=4):
@@ -103,19 +109,23 @@ def test_scale_R_includes_the_bias():
     assert scale_R(model) == 5.0
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(KINDS, SEEDS)
-def test_normalised_logits_are_X_over_R_without_biases(kind, seed):
+def test_normalised_logits_are_X_over_R_without_biases(impl_name, kind, seed):
     model, x, y = make_model(kind, seed)
-    X = model.forward(x)
-    R = scale_R(model)
-    X_hat = normalized_logits(model, x)
+    with mt.using(impl_name):
+        X = model.forward(x)
+        R = scale_R(model)
+        X_hat = normalized_logits(model, x)
+        delta_hat = normalized_confidence(model, x, y)
     np.testing.assert_allclose(X_hat, X / R, rtol=1e-12, atol=1e-14 * np.abs(X / R).max())
-    np.testing.assert_allclose(normalized_confidence(model, x, y), confidence(X, y) / R,
-                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(delta_hat, confidence(X, y) / R, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(KINDS, SEEDS)
-def test_normalised_logits_with_biases_are_the_literal_forward_at_alpha_hat(kind, seed):
+def test_normalised_logits_with_biases_are_the_literal_forward_at_alpha_hat(impl_name, kind,
+                                                                            seed):
     model, x, _ = make_model(kind, seed, bias=True)
     n = len(model.linear_layers())
     c = scale_R(model) ** (-1.0 / n)
@@ -123,9 +133,27 @@ def test_normalised_logits_with_biases_are_the_literal_forward_at_alpha_hat(kind
     for layer, twin_layer in zip(model.linear_layers(), twin.linear_layers(), strict=True):
         for name, p in layer.params.items():
             twin_layer.params[name][...] = p * c
-    np.testing.assert_array_equal(normalized_logits(model, x), twin.forward(x))
-    # and the biases break Eq. (8): X_hat is no longer X / R
-    assert not np.allclose(normalized_logits(model, x), model.forward(x) / scale_R(model))
+    with mt.using(impl_name):
+        X_hat = normalized_logits(model, x)
+        np.testing.assert_array_equal(X_hat, twin.forward(x))
+        # and the biases break Eq. (8): X_hat is no longer X / R
+        assert not np.allclose(X_hat, model.forward(x) / scale_R(model))
+
+
+@given(KINDS, SEEDS, st.booleans())
+def test_at_normalized_params_yields_R_and_c_and_restores_alpha(kind, seed, bias):
+    model, x, _ = make_model(kind, seed, bias)
+    saved = snapshot(model)
+    with at_normalized_params(model) as (R, c):
+        scaled = snapshot(model)
+    assert_params_identical(model, saved)
+    assert R == scale_R(model) and c == normalization_factor(model)
+    for a, b in zip(scaled, saved, strict=True):
+        np.testing.assert_array_equal(a, b * c)
+    with pytest.raises(ValueError):  # a failing block still restores alpha
+        with at_normalized_params(model):
+            model.forward(x[:, :-1] if kind == "mlp" else x[:, :, :-1, :-1])
+    assert_params_identical(model, saved)
 
 
 @given(KINDS, SEEDS, st.booleans())
@@ -140,92 +168,6 @@ def test_normalised_params_have_R_one_and_a_common_factor(kind, seed, bias):
     assert np.prod([np.sqrt(sum(np.sum(a ** 2) for a in d.values())) for d in alpha_hat]) \
         == pytest.approx(1.0, rel=1e-12)
     assert_params_identical(model, saved)
-
-
-@given(KINDS, SEEDS, st.booleans())
-def test_alpha_is_restored_bit_for_bit(kind, seed, bias):
-    model, x, _ = make_model(kind, seed, bias)
-    saved = snapshot(model)
-    normalized_logits(model, x)
-    assert_params_identical(model, saved)
-    norm = Normalization()
-    X_hat = norm.forward(model, x)
-    assert_params_identical(model, saved)
-    norm.backward(np.ones_like(X_hat))
-    assert_params_identical(model, saved)
-    with pytest.raises(ValueError):  # a failing forward still restores alpha
-        with at_normalized_params(model):
-            model.forward(x[:, :-1] if kind == "mlp" else x[:, :, :-1, :-1])
-    assert_params_identical(model, saved)
-
-
-@st.composite
-def chain_rule_cases(draw):
-    kind = draw(KINDS)
-    seed = draw(SEEDS)
-    bias = draw(st.booleans())
-    dL_dR = draw(st.sampled_from([0.0, 0.7, -1.3]))
-    return kind, seed, bias, dL_dR
-
-
-@given(chain_rule_cases())
-def test_normalisation_backward_matches_finite_differences(case):
-    """L(alpha) = sum(G * X(alpha_hat)) + k R(alpha): the chain rule of docs/decisions.md#D7."""
-    kind, seed, bias, k = case
-    model, x, _ = make_model(kind, seed, bias)
-    assume(kink_distance(model, x) > 1e-5)
-    G = np.random.default_rng(seed).standard_normal(model.forward(x).shape)
-
-    def L():
-        return float(np.sum(G * normalized_logits(model, x))) + k * scale_R(model)
-
-    norm = Normalization()
-    norm.forward(model, x)
-    norm.backward(G.copy(), dL_dR=k)
-    atol = 1e-9 * (1 + abs(L()))  # rounding in the differences grows with |L|
-    for i, layer in enumerate(model.linear_layers()):
-        for name, p in layer.params.items():
-            check_gradient(L, p, layer.grads[name].copy(), name=f"{kind} layer {i} {name}",
-                           max_elements=8, seed=seed + 1, rtol=1e-5, atol=atol)
-
-
-@given(KINDS, SEEDS)
-def test_scale_invariance_gradients_are_orthogonal_to_each_layer(kind, seed):
-    """Without biases L(X_hat) does not change when alpha^l is scaled, so
-    <dL/dalpha^l, alpha^l> = 0 for every layer l."""
-    model, x, _ = make_model(kind, seed)
-    norm = Normalization()
-    X_hat = norm.forward(model, x)
-    norm.backward(np.random.default_rng(seed).standard_normal(X_hat.shape))
-    for layer in model.linear_layers():
-        g, a = layer.grads["W"], layer.params["W"]
-        assert abs(np.vdot(g, a)) <= 1e-12 * np.linalg.norm(g) * np.linalg.norm(a) + 1e-300
-
-
-def test_normalisation_keeps_float32():
-    model, x, _ = make_model("mlp", 0, dtype=np.float32)
-    norm = Normalization()
-    X_hat = norm.forward(model, x)
-    assert X_hat.dtype == np.float32
-    norm.backward(np.ones_like(X_hat))
-    assert all(g.dtype == np.float32 for layer in model.linear_layers()
-               for g in layer.grads.values())
-
-
-def test_normalisation_refuses_zero_parameters_and_changed_parameters():
-    model, x, _ = make_model("mlp", 0)
-    norm = Normalization()
-    norm.forward(model, x)
-    model.linear_layers()[0].params["W"][0, 0] += 1.0
-    with pytest.raises(RuntimeError, match="changed between"):
-        norm.backward(np.ones((len(x), 4)))
-    with pytest.raises(RuntimeError, match="before forward"):
-        Normalization().backward(np.ones((len(x), 4)))
-    model.linear_layers()[1].params["W"][:] = 0
-    with pytest.raises(ValueError, match="zero"):
-        norm.forward(model, x)
-    with pytest.raises(ValueError, match="no linear layers"):
-        scale_R(mt.Sequential(mt.ReLU()))
 
 
 @given(st.integers(1, 6), st.integers(2, 5), SEEDS)
@@ -264,20 +206,23 @@ def test_is_homogeneous():
     assert not is_homogeneous(mt.Sequential(mt.Linear(3, 2), mt.Softmax()))
 
 
+@pytest.mark.parametrize("impl_name", IMPLS)
 @given(SEEDS, st.floats(0.1, 10))
-def test_homogeneity_eq8(seed, c):
+def test_homogeneity_eq8(impl_name, seed, c):
     """X(c alpha) = c^{M-1} X(alpha) for the bias-free networks (Eq. (8))."""
     model, x, _ = make_model("mlp", seed)
     assume(c != 1.0)
-    X = model.forward(x)
-    for layer in model.linear_layers():
-        layer.params["W"] *= c
-    np.testing.assert_allclose(model.forward(x), c ** 2 * X, rtol=1e-12, atol=1e-14)
+    with mt.using(impl_name):
+        X = model.forward(x)
+        for layer in model.linear_layers():
+            layer.params["W"] *= c
+        np.testing.assert_allclose(model.forward(x), c ** 2 * X, rtol=1e-12, atol=1e-14)
 
 
 # ----------------------------------------------------------------------------- fast, same numbers
-# The training loop's hot path computes these numbers in cheaper ways; each must give
-# the numbers of the plain formula bit for bit (results files are compared exactly).
+# The training loop's hot path computes these numbers in cheaper ways (the reductions of
+# minits/layers/reductions.py, fast_confidence_terms, the product of the roots); each must
+# give the numbers of the plain definition bit for bit (results files are compared exactly).
 
 
 def bits(a):
@@ -288,8 +233,11 @@ def bits(a):
 
 
 @given(KINDS, SEEDS, st.booleans(), st.sampled_from([np.float32, np.float64]))
-def test_scale_R_is_np_prod_of_the_layer_norms_bit_for_bit(kind, seed, bias, dtype):
+def test_the_fast_R_is_scale_R_bit_for_bit(kind, seed, bias, dtype):
+    """FastNormalization's R, math.prod of math.sqrt of the squared norms, is Eq. (9)'s
+    np.prod(layer_norms) of scale_R."""
     model, _, _ = make_model(kind, seed, bias, dtype=dtype)
+    assert _product_of_roots(layer_sq_norms(model)) == scale_R(model)
     assert scale_R(model) == float(np.prod(layer_norms(model)))
 
 
@@ -308,6 +256,16 @@ def test_row_max_is_max_over_the_last_axis(n, K, seed, dtype):
     assert bits(row_max(b[0, 0])) == bits(b[0, 0].max(axis=-1))
 
 
+@given(st.integers(1, 40), st.integers(1, 12), SEEDS, st.sampled_from([np.float32, np.float64]))
+def test_sums_are_np_sum_and_np_mean(n, K, seed, dtype):
+    a = (np.random.default_rng(seed).standard_normal((n, K)) * 1e3).astype(dtype)
+    assert bits(row_sum(a)) == bits(np.sum(a, axis=-1))
+    assert bits(row_sum(a, keepdims=True)) == bits(np.sum(a, axis=-1, keepdims=True))
+    assert sum64(a) == float(np.sum(a, dtype=np.float64))
+    assert mean64(a) == float(np.mean(a, dtype=np.float64))
+    assert mean64(a[0]) == float(np.mean(a[0], dtype=np.float64))
+
+
 @given(st.integers(1, 30), st.integers(2, 12), SEEDS)
 def test_confidence_terms_are_the_true_logit_and_the_runner_up(n, K, seed):
     rng = np.random.default_rng(seed)
@@ -320,39 +278,6 @@ def test_confidence_terms_are_the_true_logit_and_the_runner_up(n, K, seed):
     assert bits(true) == bits(X[np.arange(n), y])
     assert bits(runner_up) == bits(others.max(axis=1).astype(np.float32))
     assert bits(confidence(X, y)) == bits(true - runner_up)
-
-
-@given(KINDS, SEEDS, st.sampled_from([np.float32, np.float64]), st.floats(-2, 2))
-def test_normalisation_without_verify_gives_the_same_numbers(kind, seed, dtype, dL_dR):
-    """verify=False keeps no copy of alpha on the homogeneous path (the loop's setting):
-    R, X_hat and every gradient are those of verify=True, bit for bit."""
-    model, x, _ = make_model(kind, seed, dtype=dtype)
-    dX_hat = np.random.default_rng(seed).standard_normal(
-        (len(x), model.forward(x).shape[1])).astype(dtype)
-    out = []
-    for verify in (True, False):
-        norm = Normalization(verify=verify)
-        X_hat = norm.forward(model, x)
-        norm.backward(dX_hat, dL_dR=dL_dR)
-        out.append((norm.R, bits(X_hat), [bits(layer.grads[name]) for layer, name, _, _
-                                          in norm._entries]))
-    assert out[0] == out[1]
-
-
-def test_normalisation_without_verify_keeps_no_copy_on_the_homogeneous_path():
-    model, x, _ = make_model("mlp", 0)
-    norm = Normalization(verify=False)
-    norm.forward(model, x)
-    assert all(a is layer.params[name] for layer, name, _, a in norm._entries)
-    model, x, _ = make_model("mlp", 0, bias=True)  # the literal path restores from copies
-    norm.forward(model, x)
-    assert not any(a is layer.params[name] for layer, name, _, a in norm._entries)
-
-
-@given(KINDS, SEEDS, st.booleans())
-def test_logits_at_normalized_with_R_given(kind, seed, bias):
-    model, x, _ = make_model(kind, seed, bias)
-    X_hat, X, R = logits_at_normalized(model, x)
-    X_hat2, X2, R2 = logits_at_normalized(model, x, R=scale_R(model))
-    assert R2 == R and bits(X_hat2) == bits(X_hat)
-    assert (X is None and X2 is None) or bits(X2) == bits(X)
+    fast_true, fast_runner_up = fast_confidence_terms(X, y)  # the fast path's, the same bits
+    assert bits(fast_true) == bits(true) and bits(fast_runner_up) == bits(runner_up)
+    assert bits(fast_confidence(X, y)) == bits(confidence(X, y))

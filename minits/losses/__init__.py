@@ -1,17 +1,20 @@
 """The paper's losses, Sec. 2, each value beside its hand-derived gradient.
 
-Reading order: base (stable log-softmax, reduction, branch split) ->
-cross_entropy (Eq. (4), (10)) -> truncated (Eq. (12)) -> two_scale (Eq. (13)-(16),
-OneScale) -> separation (Eq. (17)-(18)) -> wrapper (any loss in two-scale form).
+Reading order: base (stable log-softmax, reduction, branch split, the Loss protocol)
+-> cross_entropy (Eq. (4), (10)) -> truncated (Eq. (12)) -> normalized (what the
+losses on X_hat share: X_hat and R, the confidence split, diagnostics) -> two_scale
+(Eq. (13)-(16), OneScale) -> separation (Eq. (17)-(18)) -> wrapper (any loss in
+two-scale form). The fast versions, which the training loop runs, are in
+fast_objectives.py and fast_normalized.py (minits.backend chooses).
 """
 
 from .base import Diagnostics, Loss, log_softmax, second_branch, softmax
 from .cross_entropy import CrossEntropy, cross_entropy
 from .mse import mse_probabilities
-from .separation import TwoScaleSeparation, separation_value_and_grad
+from .normalized import CONFIDENCE_MODES, NormalizedLoss
+from .separation import SCALE_MODES, TwoScaleSeparation, separation_value_and_grad
 from .truncated import Truncated, truncated
 from .two_scale import (
-    CONFIDENCE_MODES,
     OneScale,
     TwoScale,
     dL_dR_eq15,
@@ -21,8 +24,9 @@ from .two_scale import (
 from .wrapper import TwoScaleWrapper
 
 __all__ = [
-    "CONFIDENCE_MODES", "CrossEntropy", "Diagnostics", "Loss", "OneScale", "Truncated",
-    "TwoScale", "TwoScaleSeparation", "TwoScaleWrapper", "cross_entropy", "dL_dR_eq15",
-    "dL_dR_general", "log_softmax", "mse_probabilities", "second_branch",
-    "separation_value_and_grad", "softmax", "truncated", "two_scale_value_and_grad",
+    "CONFIDENCE_MODES", "SCALE_MODES", "CrossEntropy", "Diagnostics", "Loss", "NormalizedLoss",
+    "OneScale", "Truncated", "TwoScale", "TwoScaleSeparation", "TwoScaleWrapper",
+    "cross_entropy", "dL_dR_eq15", "dL_dR_general", "log_softmax", "mse_probabilities",
+    "second_branch", "separation_value_and_grad", "softmax", "truncated",
+    "two_scale_value_and_grad",
 ]

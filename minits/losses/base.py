@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backend import current_impl
 from ..layers import softmax
-from ..scale import row_max
 
 REDUCTIONS = ("mean", "none")
 
@@ -36,11 +36,8 @@ def log_softmax(z):
     logarithm is finite. (Tiny probabilities may underflow to 0 inside the sum,
     which is the correctly rounded result.)
     """
-    shifted = z - row_max(z, keepdims=True)
-    # np.add.reduce is what np.sum calls, without its wrapper (every batch)
-    total = np.add.reduce(np.exp(shifted), axis=-1, keepdims=True)
-    shifted -= np.log(total, out=total)
-    return shifted
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
 def check_logits_labels(z, y, what="logits", finite=True):
@@ -105,8 +102,7 @@ def reduce(values, reduction):
     """Eq. (5) on a batch: the mean over objects, or the per-object values (N,)."""
     if reduction == "none":
         return values
-    # np.mean(values, dtype=np.float64): the float64 sum divided by N, without its wrapper
-    return float(np.add.reduce(values, axis=None, dtype=np.float64)) / values.size
+    return float(np.mean(values, dtype=np.float64))
 
 
 def second_branch(delta, eta):
@@ -172,7 +168,15 @@ class Loss:
         check_unchanged: True (default) -> backward raises RuntimeError when the
                 model's parameters changed after forward (the losses on alpha_hat
                 keep a copy of alpha and compare it, every step). A training loop
-                that always calls backward right after forward sets it to False.
+                that always calls backward right after forward sets it to False;
+                only the fast implementation then skips the copy (the plain one
+                always checks).
+
+    Two implementations (minits.backend): a subclass writes ``_forward_plain`` and
+    ``_backward_plain`` -- the paper's equations top to bottom, the code to read -- and
+    takes ``_forward_fast`` / ``_backward_fast`` from a fast_*.py module, which must give
+    the same numbers. ``forward`` runs the implementation current when it is called and
+    ``backward`` the one of its forward.
     """
 
     check_finite = True
@@ -184,13 +188,36 @@ class Loss:
         self.grads = {}
         self.last = None
         self._model = None
-        self._dX = None
+        self._impl = None  # "plain" | "fast": the implementation of the last forward
 
     def forward(self, model, x, y):
-        raise NotImplementedError
+        """model; x: its input (N, ...); y: labels (N,) -> the batch loss (float, Eq. (5)),
+        or the per-object values (N,) with reduction="none"."""
+        self._impl = current_impl()
+        if self._impl == "fast":
+            return self._forward_fast(model, x, y)
+        return self._forward_plain(model, x, y)
 
     def backward(self):
+        """Fills every linear layer's .grads with d(batch mean)/dalpha and self.grads
+        with the trainable scales' derivatives; follows the last forward."""
+        self._check_backward()
+        if self._impl == "fast":
+            self._backward_fast()
+        else:
+            self._backward_plain()
+
+    def _forward_plain(self, model, x, y):
         raise NotImplementedError
+
+    def _forward_fast(self, model, x, y):
+        return self._forward_plain(model, x, y)  # a loss without a fast version
+
+    def _backward_plain(self):
+        raise NotImplementedError
+
+    def _backward_fast(self):
+        self._backward_plain()
 
     def predict_proba(self, model, x):
         raise NotImplementedError

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..scale import confidence
+from . import fast_objectives
 from .base import Diagnostics, Loss, check_logits_labels, log_softmax, reduce, softmax
 
 
@@ -31,23 +32,30 @@ class CrossEntropy(Loss):
     """
 
     objective = staticmethod(cross_entropy)
+    _fast_objective = staticmethod(fast_objectives.fast_cross_entropy)
 
     def _second(self, X, y):
         """Which objects took the second case of the equation: Eq. (4) has one case."""
         return np.zeros(len(y), dtype=bool)
 
-    def forward(self, model, x, y):
+    def _forward_plain(self, model, x, y):
+        """Eq. (4) per object on the raw logits X = X(alpha, s) (N, K), Eq. (5) on the batch.
+
+        model; x (N, ...); y (N,) -> the batch mean (float), or the values (N,).
+        """
         X = model.forward(x)
         y = check_logits_labels(X, y, finite=self.check_finite)
-        values, dz = self.objective(X, y)
+        values, dX = self.objective(X, y)
         delta = confidence(X, y)
         self.last = Diagnostics(confidence=delta, second=self._second(X, y), correct=delta > 0,
                                 values=values)
-        self._model, self._dX = model, dz / len(y)
+        self._model, self._dX = model, dX / len(y)  # the gradient of the mean, Eq. (5)
         return reduce(values, self.reduction)
 
-    def backward(self):
-        self._check_backward()
+    _forward_fast = fast_objectives.cross_entropy_forward
+
+    def _backward_plain(self):
+        """Backprop of d(batch mean)/dX through the network at alpha: every layer's grads."""
         self._model.backward(self._dX, input_grad=False)
 
     def predict_proba(self, model, x):

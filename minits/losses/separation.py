@@ -3,22 +3,33 @@
     L = -log( 1 / (1 + sum_{i != i(s)} exp(R    (X_hat_i - X_hat_{i(s)}))) )  if delta <  eta
         -log( 1 / (1 + sum_{i != i(s)} exp(Rs R (X_hat_i - X_hat_{i(s)}))) )  if delta >= eta
 
-i.e. Eq. (13) with R1 = R and R2 = Rs R. Rs is trained with alpha by Eq. (18).
-Sec. 2.3 calls R fixed while Sec. 3.5 lets it evolve (docs/decisions.md#D11):
-    R="live"   (default) R = R(alpha), differentiated as a function of alpha: for
-               a bias-free network R X_hat = X, so the first case is the plain
-               cross-entropy on the raw logits and the second is cross-entropy on Rs X
-    R="frozen" R = R(alpha^0), a constant, on the normalised logits
+i.e. Eq. (13) with R1 = R and R2 = Rs R: branch 1 is the cross-entropy of R X_hat,
+branch 2 that of Rs R X_hat. Rs is trained with alpha by Eq. (18), from Rs = 10.
+Sec. 2.3 and the conclusion call R "fixed", Sec. 3.5 says it "evolves via gradient
+descent as normal" (docs/decisions.md#D11); ``scale=`` chooses the reading:
+
+    "fixed"   (default) R = R(alpha^0), taken at the first forward like R1 of
+              Eq. (13), then a constant
+    "trained" R a trainable scale from R(alpha^0), like R1 of Eq. (14): in
+              loss.params["R"] and, after backward, loss.grads["R"]
+    "live"    R = R(alpha) of the current parameters, differentiated through alpha
+              (docs/decisions.md#D7): for a bias-free network R X_hat = X, so
+              branch 1 is the plain cross-entropy on the raw logits (Eq. (4))
+
+Test-time probabilities are softmax(R X_hat) with that R (docs/decisions.md#D12).
 Sec. 2.3 says dL/dRs is "non-negative"; it is non-positive (docs/decisions.md#D3):
 on each object of the second case it is R times Eq. (15) at scale Rs R, which is
 < 0 when X_hat_{i(s)} is the largest normalised logit, so Rs grows.
 """
 
 from ..scale import scale_R
-from .base import check_logits_labels, check_scale
-from .two_scale import NormalizedLoss, two_scale_value_and_grad
+from . import fast_normalized
+from .base import check_logits_labels, check_scale, second_branch
+from .normalized import NormalizedLoss
+from .two_scale import two_scale_value_and_grad
 
-R_MODES = ("live", "frozen")
+SCALE_MODES = ("fixed", "trained", "live")
+R_ALIASES = {"live": "live", "frozen": "fixed"}  # the keyword R= of earlier versions
 
 
 def separation_value_and_grad(X_hat, y, R, Rs, second):
@@ -33,56 +44,93 @@ def separation_value_and_grad(X_hat, y, R, Rs, second):
     return values, dX_hat, R * dR2, dR1 + Rs * dR2
 
 
+def check_scale_mode(scale, R):
+    """The reading of R from scale= or from the older R= ("live" | "frozen"). -> str."""
+    if scale is not None and R is not None:
+        raise ValueError(f"give scale= or its older alias R=, not both (got scale={scale!r}, "
+                         f"R={R!r})")
+    if R is not None:
+        if R not in R_ALIASES:
+            raise ValueError(f"R must be one of {tuple(R_ALIASES)} (the older alias of scale="
+                             f"{SCALE_MODES}), got {R!r}")
+        return R_ALIASES[R]
+    scale = "fixed" if scale is None else scale
+    if scale not in SCALE_MODES:
+        raise ValueError(f"scale must be one of {SCALE_MODES}, got {scale!r}")
+    return scale
+
+
 class TwoScaleSeparation(NormalizedLoss):
     """Eq. (17), trained by Eq. (18).
 
     Args:
         eta: threshold (> 0); Rs: initial separation (10.0, docs/decisions.md#D9)
-        R: "live" (R(alpha), default) or "frozen" (R(alpha^0), set at the first forward)
-        confidence: "raw" | "normalized" | "scaled" (delta of R X_hat); see two_scale.py
+        scale: "fixed" (default) | "trained" | "live", the reading of R (module docstring)
+        confidence: "raw" | "normalized" | "scaled" (delta of R X_hat); normalized.py
         reduction: "mean" | "none"
-    params {"Rs"}; grads {"Rs"} after backward. predict_proba: softmax(R X_hat).
-    loss.last.second marks the objects of the Rs R case.
+        R: the older name of scale: "live", or "frozen" for "fixed"
+        R0: the value R starts from ("fixed", "trained"); None -> R(alpha^0) at the
+            first forward. Not with "live".
+    params: {"R", "Rs"} ("fixed", "trained") or {"Rs"} ("live"), Python floats.
+    grads after backward: {"Rs"}, plus {"R"} for "trained" (a fixed R shows in params,
+    so that a checkpoint keeps it, but never in grads). predict_proba: softmax(R X_hat).
+    loss.last.second marks the objects of the Rs R case; loss.last.scales = {"R", "Rs"}.
     """
 
-    def __init__(self, eta, Rs=10.0, R="live", confidence="raw", reduction="mean"):
+    def __init__(self, eta, Rs=10.0, scale=None, confidence="raw", reduction="mean", *,
+                 R=None, R0=None):
         super().__init__(eta, confidence, reduction)
-        if R not in R_MODES:
-            raise ValueError(f"R must be one of {R_MODES}, got {R!r}")
-        self.R_mode = R
-        self.R0 = None
+        self.scale = check_scale_mode(scale, R)
+        if self.scale == "live" and R0 is not None:
+            raise ValueError("R0 is the starting value of a fixed or trained R; with "
+                             "scale='live' R is R(alpha)")
         self.params = {"Rs": check_scale(Rs, "Rs")}
+        if self.scale != "live":
+            self.params = {"R": check_scale(R0, "R0"), **self.params}
+
+    def _init_scales(self, model):
+        """R = R(alpha^0) at the first forward, for "fixed" and "trained" (Sec. 3.2)."""
+        if self.scale != "live" and self.params["R"] is None:
+            self.params["R"] = scale_R(model)
 
     def _R(self, R_alpha):
-        return R_alpha if self.R_mode == "live" else self.R0
+        """R of Eq. (17): R(alpha) when live, else the scale in params. -> float."""
+        return R_alpha if self.scale == "live" else float(self.params["R"])
 
-    def forward(self, model, x, y):
-        """model, x (N, ...), y (N,) -> mean loss over the batch (float), or (N,)."""
-        if self.R0 is None:
-            self.R0 = scale_R(model)
-        X_hat, R_alpha, X = self._normalized_forward(model, x)
-        y = check_logits_labels(X_hat, y, finite=self.check_finite)
+    def _forward_plain(self, model, x, y):
+        """Eq. (17) on a batch. model; x (N, ...); y (N,) -> the batch mean, or (N,)."""
+        self._init_scales(model)  # R = R(alpha^0) unless live (docs/decisions.md#D11)
+        X_hat, R_alpha = self._normalize(model, x)  # Eq. (8)-(9)
         R, Rs = self._R(R_alpha), float(self.params["Rs"])
-        delta, second = self._split(X_hat, y, R_alpha, X, scaled=R)
+        y = check_logits_labels(X_hat, y, finite=self.check_finite)
+        delta = self._confidence(model, x, y, X_hat, scaled=R)
+        second = second_branch(delta, self.eta)  # Eq. (17): the Rs R case where delta >= eta
+        # Eq. (13) with R1 = R, R2 = Rs R; dRs, dR by the chain rule and Eq. (15)
         values, dX_hat, dRs, dR = separation_value_and_grad(X_hat, y, R, Rs, second)
-        self._X_hat, self._dRs, self._dR = X_hat, dRs, dR
-        return self._finish_forward(model, y, values, dX_hat, delta, second, R,
-                                    {"R": R, "Rs": Rs})
+        self._dRs, self._dR = dRs, dR
+        return self._record(model, X_hat, y, values, dX_hat, delta, second, R,
+                            {"R": R, "Rs": Rs})
 
-    def backward(self):
-        """Fills the model's grads with dL/dalpha (through alpha_hat and R(alpha)) and grads."""
-        self._check_backward()
+    _forward_fast = fast_normalized.separation_forward
+
+    def _backward_plain(self):
+        """dL/dalpha into the model's grads (docs/decisions.md#D7) -- with the explicit
+        dL/dR when R = R(alpha) is live -- and Eq. (18)'s dL/dRs (and dL/dR) into grads."""
         N = len(self._dX)
-        # a live R(alpha) depends on alpha: its derivative joins the chain rule
-        self._norm.backward(self._dX, dL_dR=self._dR / N if self.R_mode == "live" else 0.0)
+        live = self.scale == "live"
+        self._norm.backward(self._dX, dL_dR=self._dR / N if live else 0.0)
         self.grads = {"Rs": self._dRs / N}
+        if self.scale == "trained":
+            self.grads["R"] = self._dR / N
 
-    def _test_scale(self, model, R_alpha):
-        """Test-time probabilities are softmax(R X_hat) (docs/decisions.md#D12)."""
-        if self.R0 is None:
-            self.R0 = scale_R(model)
-        return self._R(R_alpha)
+    def _test_scale(self, model, R=None):
+        """R of the test-time probabilities softmax(R X_hat) (docs/decisions.md#D12);
+        R: R(alpha) when the caller has it."""
+        if self.scale == "live":
+            return scale_R(model) if R is None else R
+        self._init_scales(model)
+        return float(self.params["R"])
 
     def __repr__(self):
-        return (f"TwoScaleSeparation(eta={self.eta}, Rs={self.params['Rs']}, R={self.R_mode!r}, "
-                f"confidence={self.confidence!r})")
+        return (f"TwoScaleSeparation(eta={self.eta}, Rs={self.params['Rs']}, "
+                f"scale={self.scale!r}, confidence={self.confidence!r})")

@@ -57,6 +57,8 @@ class Truncated(CrossEntropy):
     def objective(self, z, y):
         return truncated(z, y, self.k)
 
+    _fast_objective = objective  # no faster version of Eq. (12)
+
     def _second(self, X, y):
         return np.exp(log_softmax(X)[np.arange(len(y)), y]) >= self.k
 

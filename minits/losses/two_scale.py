@@ -5,47 +5,24 @@ Eq. (13), per object s, on the normalised logits X_hat = X(alpha_hat):
     L = -log( 1 / (1 + sum_{i != i(s)} exp(R_k (X_hat_i - X_hat_{i(s)}))) )
       = cross-entropy of softmax(R_k X_hat)                 (docs/decisions.md#D5)
 
-with k = 1 if delta < eta and k = 2 if delta >= eta. The scales R1, R2 are
-trained with alpha by Eq. (14); with fixed=True they are constants, Eq. (16).
-OneScale is Eq. (13) with R2 replaced by R1 (the baseline of every figure).
-
-Which confidence delta splits the batch (docs/decisions.md#D4):
-    "raw"        delta X(alpha, s) of the raw network, as Eq. (13) is written
-                 (default). The loss depends on alpha only through alpha_hat, so
-                 R(alpha) drifts and the effective threshold eta / R moves.
-    "normalized" delta X_hat = delta X(alpha_hat, s)
-    "scaled"     delta of the R1-scaled logits R1 X_hat (for Eq. (17): R X_hat)
-For bias-free networks "raw" takes X from the one forward pass at alpha that also
-gives X_hat = X / R (Eq. (8)); otherwise it runs a second forward pass at alpha.
+with k = 1 if delta < eta and k = 2 if delta >= eta (which delta: normalized.py,
+docs/decisions.md#D4). The scales R1, R2 are trained with alpha by Eq. (14); with
+fixed=True they are constants, Eq. (16). OneScale is Eq. (13) with R2 replaced by R1
+(the baseline of every figure).
 
 dL/dR_k is computed by Eq. (15), as the paper writes it; it equals the
-general formula sum_i p_i X_hat_i - X_hat_{i(s)} with p = softmax(R_k X_hat).
+general formula sum_i p_i X_hat_i - X_hat_{i(s)} with p = softmax(R_k X_hat)
+(docs/decisions.md#D6).
 """
 
 import numpy as np
 
-from ..scale import (
-    Normalization,
-    confidence,
-    confidence_terms,
-    is_homogeneous,
-    logits_at_normalized,
-    row_max,
-    scale_R,
-)
-from .base import (
-    Diagnostics,
-    Loss,
-    check_eta,
-    check_logits_labels,
-    check_scale,
-    reduce,
-    second_branch,
-    softmax,
-)
+from ..scale import scale_R
+from . import fast_normalized
+from .base import check_logits_labels, check_scale, second_branch, softmax
 from .cross_entropy import cross_entropy
-
-CONFIDENCE_MODES = ("raw", "normalized", "scaled")
+from .fast_objectives import fast_cross_entropy, fast_dL_dR_eq15_terms
+from .normalized import NormalizedLoss
 
 
 def dL_dR_eq15(X_hat, y, R):
@@ -64,10 +41,9 @@ def dL_dR_eq15(X_hat, y, R):
     R = np.asarray(R, dtype=X_hat.dtype)
     a = (R[:, None] if R.ndim == 1 else R) * d
     a[rows, y] = -np.inf  # the sums run over i != i(s); exp(-inf) = 0
-    m = np.maximum(row_max(a), 0)
+    m = np.maximum(np.max(a, axis=1), 0)
     e = np.exp(a - m[:, None])
-    # np.add.reduce is what np.sum calls, without its wrapper (every batch)
-    return np.add.reduce(d * e, axis=1) / (np.exp(-m) + np.add.reduce(e, axis=1))
+    return np.sum(d * e, axis=1) / (np.exp(-m) + np.sum(e, axis=1))
 
 
 def dL_dR_general(X_hat, y, R):
@@ -87,6 +63,7 @@ def dL_dR_chain(X_hat, y, scale, dz):
 
 
 def _dL_dR_eq15(X_hat, y, scale, dz):
+    """Eq. (15) in the form two_scale_value_and_grad calls: -> (N,)."""
     return dL_dR_eq15(X_hat, y, scale)
 
 
@@ -106,117 +83,15 @@ def two_scale_value_and_grad(X_hat, y, R1, R2, second, objective=cross_entropy,
         values (N,); dX_hat = d(sum values)/dX_hat (N, K), dtype of X_hat;
         dR1, dR2 = d(sum values)/dR1, /dR2 (floats; None when dL_dR is None)
     """
-    scale = np.where(second, R2, R1).astype(X_hat.dtype)
-    z = X_hat * scale[:, None]
-    values, dz = objective(z, y)
+    scale = np.where(second, R2, R1).astype(X_hat.dtype)  # R_k of each object
+    values, dz = objective(X_hat * scale[:, None], y)  # L at z = R_k X_hat, dL/dz
     dX_hat = dz * scale[:, None]
     if dL_dR is None:
         return values, dX_hat, None, None
-    s = dL_dR(X_hat, y, scale, dz)
-    dR1 = float(np.add.reduce(s[~second], dtype=np.float64))  # = np.sum(.., dtype=np.float64)
-    dR2 = float(np.add.reduce(s[second], dtype=np.float64))
+    s = dL_dR(X_hat, y, scale, dz)  # dL/dR_k of each object, Eq. (15)
+    dR1 = float(np.sum(s[~second], dtype=np.float64))
+    dR2 = float(np.sum(s[second], dtype=np.float64))
     return values, dX_hat, dR1, dR2
-
-
-def check_confidence_mode(mode):
-    if mode not in CONFIDENCE_MODES:
-        raise ValueError(f"confidence must be one of {CONFIDENCE_MODES}, got {mode!r}")
-    return mode
-
-
-class NormalizedLoss(Loss):
-    """Shared by Eq. (13)-(18): the forward at alpha_hat and the confidence split."""
-
-    def __init__(self, eta, confidence="raw", reduction="mean"):
-        super().__init__(reduction)
-        self.eta = check_eta(eta)
-        self.confidence = check_confidence_mode(confidence)
-        self._norm = Normalization()
-        self._terms = None  # (X_{i(s)}, max_{i != i(s)} X_i) of the batch, see _correct
-
-    def _normalized_forward(self, model, x):
-        """-> X_hat (N, K), R(alpha) and the raw logits X when they need their own pass."""
-        self._norm.verify = self.check_unchanged
-        homogeneous = is_homogeneous(model)
-        X = None
-        if self.confidence == "raw" and not homogeneous:
-            X = model.forward(x)  # before X_hat, so the layers' caches belong to alpha_hat
-        X_hat = self._norm.forward(model, x, homogeneous)
-        if X is None:
-            X = self._norm.X  # the raw logits of the homogeneous path (None when literal)
-        return X_hat, self._norm.R, X
-
-    def _split(self, X_hat, y, R, X, scaled):
-        """The confidence of each object and the second-case mask (delta >= eta).
-
-        scaled: the scale of the "scaled" mode (R1 for Eq. (13), R for Eq. (17)).
-        """
-        self._terms = None
-        if self.confidence == "raw" and X is not None:
-            true, runner_up = confidence_terms(X, y)
-            delta = true - runner_up
-            if X is self._norm.X:  # the homogeneous path: X_hat = X / R, entry by entry
-                self._terms = (true, runner_up)
-        elif self.confidence == "raw":
-            delta = confidence(R * X_hat, y)  # X = R X_hat, Eq. (8)
-        elif self.confidence == "normalized":
-            delta = confidence(X_hat, y)
-        else:
-            delta = confidence(scaled * X_hat, y)
-        return delta, second_branch(delta, self.eta)
-
-    def predict_proba_and_logits(self, model, x):
-        """(softmax(scale X_hat), raw logits X(alpha)) (N, K) each, with the test-time
-        scale of predict_proba; one forward pass for homogeneous networks."""
-        X_hat, X, R = logits_at_normalized(model, x, self._norm.mode)
-        proba = softmax(self._test_scale(model, R) * X_hat)
-        return proba, (model.forward(x) if X is None else X)
-
-    def predict_proba(self, model, x):
-        """Test-time probabilities softmax(scale X_hat) (N, K); no labels used."""
-        X_hat, _, R = logits_at_normalized(model, x, self._norm.mode)
-        return softmax(self._test_scale(model, R) * X_hat)
-
-    def predictor(self, model, logits=False):
-        """As Loss.predictor: R(alpha) and the test-time scale once for all chunks (the
-        same numbers predict_proba computes for each chunk, as alpha does not change)."""
-        R = scale_R(model)
-        scale = self._test_scale(model, R)
-        mode = self._norm.mode
-
-        def predict(x):
-            X_hat, X, _ = logits_at_normalized(model, x, mode, R=R)
-            proba = softmax(scale * X_hat)
-            if not logits:
-                return proba
-            return proba, (model.forward(x) if X is None else X)
-
-        return predict
-
-    def _correct(self, scale, y):
-        """Eq. (11) on the batch: delta > 0 of the test-time logits scale * X_hat, (N,) bool.
-
-        On the homogeneous path X_hat = X / R entry by entry, and for 0 < scale (both
-        as floats of X's dtype) the rounded maps v -> v / R and v -> scale v never
-        decrease, so the largest other entry of scale X_hat is scale (runner_up / R),
-        from the terms of delta X that _split computed; and a difference of two
-        floats is > 0 exactly when the first is larger (NaN: False either way). The
-        same booleans, from (N,) instead of (N, K) arrays.
-        """
-        finfo = np.finfo(self._X_hat.dtype)
-        R = self._norm.R
-        if self._terms is not None and 0 < scale <= finfo.max and finfo.tiny <= R <= finfo.max:
-            true, runner_up = self._terms
-            return scale * (true / R) > scale * (runner_up / R)
-        return confidence(scale * self._X_hat, y) > 0
-
-    def _finish_forward(self, model, y, values, dX_hat, delta, second, test_scale, scales):
-        N = len(y)
-        self.last = Diagnostics(confidence=delta, second=second,
-                                correct=self._correct(test_scale, y),
-                                values=values, R=self._norm.R, scales=scales)
-        self._model, self._dX = model, dX_hat / N
-        return reduce(values, self.reduction)
 
 
 class TwoScale(NormalizedLoss):
@@ -226,7 +101,7 @@ class TwoScale(NormalizedLoss):
         eta: the threshold (> 0) on the confidence
         R1, R2: initial scales; None -> R1 = R(alpha^0) at the first forward and
             R2 = 10 R1 (Sec. 3.2, docs/decisions.md#D9)
-        confidence: "raw" | "normalized" | "scaled" (module docstring)
+        confidence: "raw" | "normalized" | "scaled" (normalized.py, docs/decisions.md#D4)
         fixed: R1, R2 constants, no gradient (Eq. (16), docs/decisions.md#D10)
         reduction: "mean" | "none"
 
@@ -238,6 +113,8 @@ class TwoScale(NormalizedLoss):
 
     objective = staticmethod(cross_entropy)
     _dL_dR = staticmethod(_dL_dR_eq15)
+    _fast_objective = staticmethod(fast_cross_entropy)
+    _fast_dL_dR = staticmethod(fast_dL_dR_eq15_terms)
 
     def __init__(self, eta, R1=None, R2=None, confidence="raw", fixed=False, reduction="mean"):
         super().__init__(eta, confidence, reduction)
@@ -255,29 +132,33 @@ class TwoScale(NormalizedLoss):
         # float(): a scale stored as a NumPy scalar or 0-d array would upcast float32 logits
         return float(self.params["R1"]), float(self.params["R2"])
 
-    def forward(self, model, x, y):
-        """model, x (N, ...), y (N,) -> mean loss over the batch (float), or (N,)."""
-        self._init_scales(model)
-        X_hat, R, X = self._normalized_forward(model, x)
-        y = check_logits_labels(X_hat, y, finite=self.check_finite)
+    def _forward_plain(self, model, x, y):
+        """Eq. (13) on a batch. model; x (N, ...); y (N,) -> the batch mean, or (N,)."""
+        self._init_scales(model)  # R1 = R(alpha^0), R2 = 10 R1 (Sec. 3.2)
         R1, R2 = self._scales()
-        delta, second = self._split(X_hat, y, R, X, scaled=R1)
+        X_hat, R = self._normalize(model, x)  # Eq. (8)-(9)
+        y = check_logits_labels(X_hat, y, finite=self.check_finite)
+        delta = self._confidence(model, x, y, X_hat, scaled=R1)
+        second = second_branch(delta, self.eta)  # Eq. (13): the R2 case where delta >= eta
+        # cross-entropy at R_k X_hat, its gradient, dL/dR_k by Eq. (15) (none for Eq. (16))
         values, dX_hat, dR1, dR2 = two_scale_value_and_grad(
             X_hat, y, R1, R2, second, self.objective, None if self.fixed else self._dL_dR)
-        self._X_hat, self._dR = X_hat, (dR1, dR2)
-        return self._finish_forward(model, y, values, dX_hat, delta, second, R1,
-                                    dict(self.params))
+        self._dR = (dR1, dR2)
+        return self._record(model, X_hat, y, values, dX_hat, delta, second, R1,
+                            dict(self.params))
 
-    def backward(self):
-        """Fills the model's grads with dL/dalpha (through alpha_hat) and self.grads."""
-        self._check_backward()
+    _forward_fast = fast_normalized.two_scale_forward
+
+    def _backward_plain(self):
+        """dL/dalpha through alpha_hat (docs/decisions.md#D7) into the model's grads;
+        the scales' batch-mean derivatives into self.grads (Eq. (14)), none when fixed."""
         self._norm.backward(self._dX)
         self.grads = {} if self.fixed else self._scale_grads(*self._dR, len(self._dX))
 
     def _scale_grads(self, dR1, dR2, N):
         return {"R1": dR1 / N, "R2": dR2 / N}
 
-    def _test_scale(self, model, R):
+    def _test_scale(self, model, R=None):
         """The scale of the test-time probabilities softmax(R1 X_hat) (Sec. 3.2)."""
         self._init_scales(model)
         return self._scales()[0]

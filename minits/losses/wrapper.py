@@ -14,6 +14,7 @@ The scales' gradients come from the chain rule: dL/dR_k = sum_i dz_i X_hat_i.
 from functools import partial
 
 from .cross_entropy import cross_entropy
+from .fast_objectives import fast_cross_entropy
 from .mse import mse_probabilities
 from .truncated import check_k, truncated
 from .two_scale import TwoScale, dL_dR_chain
@@ -32,6 +33,7 @@ class TwoScaleWrapper(TwoScale):
     """
 
     _dL_dR = staticmethod(dL_dR_chain)
+    _fast_dL_dR = staticmethod(dL_dR_chain)
 
     def __init__(self, objective, eta, R1=None, R2=None, confidence="raw", fixed=False,
                  reduction="mean", k=None):
@@ -54,6 +56,7 @@ class TwoScaleWrapper(TwoScale):
             raise TypeError("objective must be a name or a function, not "
                             f"{type(objective).__name__}")
         self.objective = objective
+        self._fast_objective = fast_cross_entropy if objective is cross_entropy else objective
 
     def __repr__(self):
         return (f"TwoScaleWrapper({self.objective_name!r}, eta={self.eta}, "
