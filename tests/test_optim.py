@@ -1,6 +1,8 @@
 """SGD, Eq. (6), (14), (16), (18): the parameter and scale updates, and the
 paper's eta = 100 observation (Sec. 3.3) as an exact identity."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -15,7 +17,8 @@ LOSSES = {
     "fixed": lambda: TwoScale(0.5, fixed=True),
     "one_scale": lambda: OneScale(),
     "separation": lambda: TwoScaleSeparation(0.5),
-    "separation_frozen": lambda: TwoScaleSeparation(0.5, R="frozen"),
+    "separation_trained": lambda: TwoScaleSeparation(0.5, scale="trained"),
+    "separation_live": lambda: TwoScaleSeparation(0.5, scale="live"),
     "wrapper_mse": lambda: TwoScaleWrapper("mse", 0.5),
     "cross_entropy": lambda: CrossEntropy(),
 }
@@ -89,19 +92,59 @@ def test_a_small_step_decreases_the_batch_loss(which):
     assert after < before
 
 
-def test_scales_that_reach_zero_are_reported():
-    """docs/decisions.md#D17: a scale <= 0 is reported (returned and recorded), not hidden."""
+def _scale_about_to_cross_zero():
+    """A TwoScale loss after forward and backward whose next step takes R1 = 0.001 to -0.099."""
     model, x, y = make_model("mlp", 4)
-    loss, sgd = TwoScale(0.5, R1=1e-3), mt.SGD(0.1)
+    loss = TwoScale(0.5, R1=1e-3)
     loss.forward(model, x, y)
     loss.backward()
-    loss.grads["R1"] = 1.0  # a step of 0.1 takes R1 = 0.001 below zero
-    assert sgd.step(model, loss) == ["R1"]
+    loss.grads["R1"] = 1.0
+    return model, loss
+
+
+def test_scales_that_reach_zero_are_reported():
+    """docs/decisions.md#D17: a scale <= 0 is reported (a ScaleWarning naming it and its
+    value; returned and recorded), not hidden, and the step is still taken."""
+    model, loss = _scale_about_to_cross_zero()
+    sgd = mt.SGD(0.1)
+    W = model.linear_layers()[0].params["W"]
+    expected_W = W - 0.1 * model.linear_layers()[0].grads["W"]
+    with pytest.warns(mt.ScaleWarning, match=r"scale R1 = -0\.099 .* <= 0") as caught:
+        assert sgd.step(model, loss) == ["R1"]
+    assert caught[0].filename == __file__  # it points at the caller's sgd.step(...)
+    assert issubclass(mt.ScaleWarning, RuntimeWarning)
     assert sgd.nonpositive_scales == ["R1"]
     assert loss.params["R1"] < 0 and not loss.scales_positive
+    np.testing.assert_array_equal(W, expected_W)
     loss.params["R1"], loss.grads = 1.0, {"R1": 0.0, "R2": float("nan")}
-    assert sgd.step(model, loss) == ["R2"]
+    with pytest.warns(mt.ScaleWarning, match="R2 = nan"):
+        assert sgd.step(model, loss) == ["R2"]
     assert sgd.step(model) == [] and sgd.nonpositive_scales == []
+
+
+def test_raise_on_a_nonpositive_scale_changes_nothing():
+    """SGD(on_nonpositive_scale="raise") raises ScaleWarning before the step: alpha and the
+    scales stay as they were, so the state that led there can be inspected."""
+    model, loss = _scale_about_to_cross_zero()
+    sgd = mt.SGD(0.1, on_nonpositive_scale="raise")
+    before = [p.copy() for layer in model.linear_layers() for p in layer.params.values()]
+    scales = dict(loss.params)
+    with pytest.raises(mt.ScaleWarning, match="R1 = -0.099"):
+        sgd.step(model, loss)
+    after = [p for layer in model.linear_layers() for p in layer.params.values()]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    assert loss.params == scales
+
+
+def test_ignore_on_a_nonpositive_scale_is_silent():
+    """"ignore" (what the training loop uses: it reports the run once itself)."""
+    model, loss = _scale_about_to_cross_zero()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mt.SGD(0.1, on_nonpositive_scale="ignore").step(model, loss) == ["R1"]
+    assert loss.params["R1"] < 0
+    with pytest.raises(ValueError, match="on_nonpositive_scale must be one of"):
+        mt.SGD(0.1, on_nonpositive_scale="loud")
 
 
 @pytest.mark.parametrize("lr", [0, -0.1, float("inf"), float("nan")])
