@@ -17,10 +17,10 @@ import math
 import os
 import sys
 
-from . import experiments
-from .experiments import presets
+from . import backend, experiments
+from .experiments import executor, presets
 from .experiments.spec import DATASETS, STANDARDIZE
-from .training.config import CONFIDENCES, VARIANTS
+from .training.config import CONFIDENCES, SEPARATION_SCALES, VARIANTS
 
 EXIT_BAD_ARGS, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -82,8 +82,11 @@ def _common(p, *, seeds_default=None):
     g.add_argument("--seeds", type=positive_int, default=seeds_default, metavar="N",
                    help="number of seeds (0..N-1)" + ("" if seeds_default is None
                                                       else f" (default {seeds_default})"))
-    g.add_argument("--jobs", type=positive_int, default=1, metavar="N",
-                   help="runs in parallel processes, one BLAS thread each (default 1)")
+    cores = executor.available_cores()
+    g.add_argument("--jobs", type=positive_int, default=cores, metavar="N",
+                   help="runs side by side in N processes (default: the number of cores, "
+                        f"{cores} here); every run trains with one BLAS thread, so the "
+                        "numbers are the same whatever N is")
     g.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>)")
     g.add_argument("--data-dir", metavar="DIR",
                    help="folder with the data sets (default: $MINITS_DATA, ./datasets, cache)")
@@ -102,6 +105,14 @@ def _common(p, *, seeds_default=None):
     m.add_argument("--lr", type=positive_float, default=0.1, help="SGD step tau (default 0.1)")
     m.add_argument("--batch-size", type=positive_int, default=128, help="#B (default 128)")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    m.add_argument("--impl", choices=backend.IMPLEMENTATIONS, default=backend.current_impl(),
+                   help="plain: the implementation that reads like the paper; fast: the one "
+                        "to train with (default: $MINITS_IMPL, else fast). They agree to "
+                        "float rounding; a run folder holds runs of one of them only")
+    m.add_argument("--separation-scale", choices=SEPARATION_SCALES,
+                   help="the first scale R of Eq. (17) for the separation loss: fixed at "
+                        "R(alpha^0) (default), trained by SGD, or live R(alpha) "
+                        "(docs/decisions.md#D11)")
     m.add_argument("--standardize", choices=STANDARDIZE, default="auto",
                    help="inputs in [0, 1] (none) or standardised per channel with the training "
                         "set's mean/std (channel); auto: channel for CIFAR, none otherwise")
@@ -169,7 +180,8 @@ def build_parser():
 
 def _run_fields(args):
     return {"confidence": args.confidence, "gain": args.gain, "lr": args.lr,
-            "batch_size": args.batch_size, "dtype": args.dtype}
+            "batch_size": args.batch_size, "dtype": args.dtype, "impl": args.impl,
+            "separation_scale": args.separation_scale or "fixed"}
 
 
 def _flatten(lists):
@@ -177,7 +189,16 @@ def _flatten(lists):
 
 
 def experiment_from_args(args):
-    """The Experiment a parsed command line asks for (ValueError when inconsistent)."""
+    """The Experiment a parsed command line asks for, and its run folder (ValueError when
+    the arguments are inconsistent)."""
+    exp, out = _experiment(args)
+    if args.separation_scale and not any(v == "separation" for v, _ in exp.variants):
+        raise ValueError("--separation-scale applies to the separation loss (Eq. (17)) "
+                         "only, and this experiment has none")
+    return exp, out
+
+
+def _experiment(args):
     if args.command == "demo":
         exp = presets.demo(seeds=args.seeds, iterations=args.iterations)
         return _with_overrides(exp, args), args.out or os.path.join("runs", "demo")
@@ -245,14 +266,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "report":
-        from .experiments import summary as summaries
-
-        try:
-            summary = experiments.report(args.folder)
-        except FileNotFoundError as exc:
-            parser.error(f"{args.folder} is not a run folder ({exc})")
-        summaries.write(args.folder, summary)
-        return _finish(summary, args.folder, args)
+        return _report(parser, args)
     try:
         experiment, out = experiment_from_args(args)
     except ValueError as exc:
@@ -270,6 +284,20 @@ def main(argv=None):
         return EXIT_INTERRUPTED
     failed = sum(o.status == "failed" for o in outcomes)
     return _finish(summary, out, args, stopped, failed)
+
+
+def _report(parser, args):
+    from .experiments import summary as summaries
+
+    try:
+        summary = experiments.report(args.folder)
+    except FileNotFoundError as exc:
+        parser.error(f"{args.folder} is not a run folder ({exc})")
+    except ValueError as exc:  # a corrupt config.json or results file, named in exc
+        print(f"minits: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    summaries.write(args.folder, summary)
+    return _finish(summary, args.folder, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

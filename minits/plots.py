@@ -200,25 +200,35 @@ def final_vs_eta(summary, path):
 
 
 def scales(summary, path):
-    """R(alpha) and the loss's scales R1, R2 (or R_s) over training, mean over seeds."""
+    """R(alpha) and the loss's scales R1, R2 (or R_s and the first scale R of Eq. (17))
+    over training, mean over seeds."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for _, (label, color, ls), runs in _groups(summary):
         x = np.arange(1, runs[0].config.iterations + 1)
         for name, ax, style in (("R", axes[0], ls), ("R1", axes[1], ls), ("R2", axes[1], ":"),
-                                ("Rs", axes[1], "-.")):
+                                ("Rs", axes[1], "-."), ("R_first", axes[1], "--")):
             ys = np.array([r.history[name] for r in runs])
             if np.all(np.isnan(ys)):
                 continue
-            ax.plot(x, np.nanmean(ys, axis=0), color=color, ls=style,
+            ax.plot(x, _seed_mean(ys), color=color, ls=style,
                     label=f"{label}: {name}" if ax is axes[1] else label)
     axes[0].set_title("R(α) = Π ||α^l||, Eq. (9)")
-    axes[1].set_title("scales of the loss: R1 (solid), R2 (dotted), R_s (dash-dot)")
+    axes[1].set_title("scales of the loss: R1 (solid), R2 (dotted), R_s (dash-dot), "
+                      "R of Eq. (17) (dashed)", fontsize=9)
     for ax in axes:
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return _save(fig, path, summary.experiment.title)
+
+
+def _seed_mean(ys):
+    """Mean over seeds (axis 0) of the values that are not NaN (a diverged run stops
+    recording); NaN where no seed has a value."""
+    count = np.count_nonzero(~np.isnan(ys), axis=0)
+    total = np.nansum(ys, axis=0)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
 def draw_all(summary, folder):

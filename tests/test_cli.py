@@ -53,6 +53,11 @@ def minits_env(**extra):
     (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
     (["demo", "--gain", "0"], "must be a finite number > 0"),
     (["demo", "--iterations", "-5"], "must be >= 1"),
+    (["train", "--dataset", "digits", "--impl", "quick"], "invalid choice: 'quick'"),
+    (["train", "--dataset", "digits", "--separation-scale", "frozen"], "invalid choice"),
+    (["train", "--dataset", "digits", "--separation-scale", "trained"],
+     "--separation-scale applies to the separation loss (Eq. (17)) only"),
+    (["reproduce", "mnist", "--separation-scale", "live"], "--separation-scale applies"),
 ])
 def test_bad_arguments_stop_before_any_work(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -74,6 +79,34 @@ def test_missing_data_is_a_clear_error_before_training(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert "minits: error:" in err and "mnist" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given, expected", [([], "fixed"), (["--separation-scale", "trained"],
+                                                             "trained")])
+def test_separation_scale_reaches_the_runs_and_the_table(given, expected):
+    """reproduce cifar10-separation: the first scale of Eq. (17) (default fixed) is in every
+    separation run's configuration (config.json) and in the summary's header."""
+    from minits.experiments import summary
+
+    args = cli.build_parser().parse_args(["reproduce", "cifar10-separation", *given])
+    exp, _ = cli.experiment_from_args(args)
+    configs = exp.configs()
+    assert {c.separation_scale for c in configs if c.variant == "separation"} == {expected}
+    assert {c.separation_scale for c in configs if c.variant != "separation"} == {None}
+    text = summary.format_table(summary.summarize(exp, {}, missing=len(exp.runs())))
+    assert f"Eq. (17): first scale R {expected} (docs/decisions.md#D11)" in text
+    args = cli.build_parser().parse_args(["train", "--dataset", "digits", "--variant",
+                                          "separation", *given])
+    assert cli.experiment_from_args(args)[0].configs()[0].separation_scale == expected
+
+
+def test_impl_reaches_every_run():
+    for impl in ("plain", "fast"):
+        for argv in (["demo"], ["reproduce", "mnist"], ["compare", "--dataset", "mnist"],
+                     ["train", "--dataset", "mnist"]):
+            args = cli.build_parser().parse_args([*argv, "--impl", impl])
+            exp, _ = cli.experiment_from_args(args)
+            assert {c.impl for c in exp.runs()} == {impl}, argv
 
 
 def test_help_lists_the_figures():

@@ -108,7 +108,9 @@ def test_one_scale_and_plain_ce_have_no_branch_fraction(data):
     h = train(config(variant="plain-ce", eta=None, iterations=4), *data).history
     assert np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R"]))
     h = train(config(variant="separation", iterations=4), *data).history
-    assert h["Rs"][0] == 10.0 and np.all(np.isnan(h["R1"]))
+    assert h["Rs"][0] == 10.0 and np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R_first"]))
+    h = train(config(variant="two-scale", iterations=4), *data).history
+    assert np.all(np.isnan(h["R_first"])) and np.all(np.isnan(h["Rs"]))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -147,15 +149,18 @@ def test_a_scale_going_negative_is_reported_loudly(data):
 
 # ----------------------------------------------------------------------------- checkpoints
 
-@pytest.mark.parametrize("variant,eta,stop_at", [
-    ("two-scale", 0.01, 3),     # mid-epoch (6 steps an epoch)
-    ("two-scale", 0.01, 6),     # exactly at an epoch boundary (and an evaluation)
-    ("separation", 0.01, 13),   # second epoch, Rs trainable
-    ("plain-ce", None, 1),
+@pytest.mark.parametrize("variant,eta,stop_at,scale", [
+    ("two-scale", 0.01, 3, None),          # mid-epoch (6 steps an epoch)
+    ("two-scale", 0.01, 6, None),          # exactly at an epoch boundary (and an evaluation)
+    ("separation", 0.01, 13, "fixed"),     # second epoch, Rs trainable, R = R(alpha^0) kept
+    ("separation", 0.01, 13, "trained"),   # R trainable too
+    ("separation", 0.01, 4, "live"),
+    ("plain-ce", None, 1, None),
 ])
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, variant, eta, stop_at):
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, variant, eta, stop_at,
+                                                         scale):
     train_set, test_set = data
-    cfg = config(variant=variant, eta=eta)
+    cfg = config(variant=variant, eta=eta, separation_scale=scale)
     whole = train(cfg, train_set, test_set)
 
     path = tmp_path / "run.ckpt.npz"
@@ -171,6 +176,20 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, variant
         for name, value in getattr(whole, split).items():
             assert np.array_equal(value, getattr(rest, split)[name], equal_nan=True), name
     assert whole.final_scales == rest.final_scales
+
+
+def test_a_checkpoint_restores_the_first_scale_of_eq17(tmp_path, data):
+    """The fixed first scale R = R(alpha^0) of Eq. (17) is set at the first forward; a run
+    resumed after some steps must get R(alpha^0) back from the checkpoint, not take
+    R(alpha^t) of the restored parameters (docs/decisions.md#D11)."""
+    cfg = config(variant="separation", separation_scale="fixed")
+    path = tmp_path / "c.npz"
+    first = train(cfg, *data, checkpoint_path=path, max_iterations=7)
+    with np.load(path) as f:
+        assert float(f["scale_R"]) == first.history["R_first"][0]
+    rest = train(cfg, *data, checkpoint_path=path)
+    assert np.all(rest.history["R_first"] == first.history["R_first"][0])
+    assert rest.final_scales["R_first"] == first.history["R_first"][0]
 
 
 def test_stop_flag_saves_a_checkpoint_and_returns(tmp_path, data):

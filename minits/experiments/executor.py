@@ -2,8 +2,16 @@
 
 Each task trains one run (training.train), writes its results file atomically and
 removes its checkpoint. With jobs > 1 a ProcessPoolExecutor ('spawn' context)
-runs tasks side by side, each worker limited to one BLAS thread, so N workers use
-N cores without oversubscription.
+runs tasks side by side, so N workers use N cores.
+
+Every run trains with one BLAS thread, in a worker and in this process alike
+(threadpoolctl): a multi-threaded matrix product sums in another order, so a
+run's numbers would depend on where it ran. With one thread they depend only on
+its configuration, and the result files of --jobs 1, --jobs N and a resumed sweep
+are identical, array for array. (One thread is also the faster way to run
+several runs on a busy machine.) Each run computes with the implementation its
+configuration names (RunConfig.impl: training.train enters it), so the workers
+need nothing more to run the same one.
 
 Stopping is cooperative: the first Ctrl-C (SIGINT) or a SIGTERM sets a stop flag;
 every running task saves a checkpoint at its next iteration and returns, pending
@@ -32,6 +40,26 @@ from .progress import progress_bar
 
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Limit the BLAS (and OpenMP) thread pools of this process to n threads inside the
+    block, then restore them; n=None leaves them as they are."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(n)):
+        yield
 
 
 @dataclasses.dataclass
@@ -140,16 +168,12 @@ class _WorkerStop:
         return self.event.is_set() or self.orphaned()
 
 
-def _worker_init(event, messages, parent_pid):
+def _worker_init(event, messages, parent_pid, threads):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    for name in BLAS_ENV:
-        os.environ[name] = "1"
-    try:
+    if threads is not None:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # env vars set before numpy's import did the job
-        pass
-    else:
-        _WORKER["limits"] = threadpool_limits(1)
+
+        _WORKER["limits"] = threadpool_limits(threads)  # held for the worker's life
     _WORKER.update(stop=_WorkerStop(event, parent_pid), messages=messages)
 
 
@@ -173,10 +197,14 @@ def _worker_run(task):
 
 
 @contextlib.contextmanager
-def _one_blas_thread_env():
-    """Spawned workers inherit os.environ: set one BLAS thread before they import numpy."""
+def _blas_thread_env(threads):
+    """Spawned workers inherit os.environ: set their BLAS threads before they import numpy
+    (threadpoolctl then holds the limit in _worker_init)."""
+    if threads is None:
+        yield
+        return
     saved = {name: os.environ.get(name) for name in BLAS_ENV}
-    os.environ.update({name: "1" for name in BLAS_ENV})
+    os.environ.update({name: str(threads) for name in BLAS_ENV})
     try:
         yield
     finally:
@@ -220,11 +248,13 @@ def _signals(handler):
 
 # ----------------------------------------------------------------------------- the sweep
 
-def run_tasks(tasks, jobs=1, show_progress=True, say=None):
+def run_tasks(tasks, jobs=1, show_progress=True, say=None, threads=1):
     """Run `tasks` (list of Task); returns (outcomes, stopped).
 
     jobs: worker processes (1: in this process). show_progress: a progress bar over
     all iterations left, with an estimated time. say: callable(str) for messages.
+    threads: BLAS threads per run (1, so that the numbers do not depend on jobs);
+        None leaves the BLAS library as it is.
     stopped is True when a stop was requested (Ctrl-C, SIGTERM) before the end.
     """
     if jobs < 1:
@@ -235,8 +265,9 @@ def run_tasks(tasks, jobs=1, show_progress=True, say=None):
     bar = progress_bar(total=total, initial=done_before, enabled=show_progress)
     try:
         if jobs == 1 or len(tasks) <= 1:
-            return _run_here(tasks, bar, say)
-        return _run_pool(longest_first(tasks), min(jobs, len(tasks)), bar, say)
+            with blas_threads(threads):
+                return _run_here(tasks, bar, say)
+        return _run_pool(longest_first(tasks), min(jobs, len(tasks)), bar, say, threads)
     finally:
         bar.close()
 
@@ -261,7 +292,7 @@ def _run_here(tasks, bar, say):
     return outcomes, stop.is_set()
 
 
-def _run_pool(tasks, jobs, bar, say):
+def _run_pool(tasks, jobs, bar, say, threads):
     ctx = multiprocessing.get_context("spawn")
     event, messages = ctx.Event(), ctx.Queue()
     outcomes = []
@@ -271,10 +302,10 @@ def _run_pool(tasks, jobs, bar, say):
     pool = None
     try:
         with _signals(request):
-            with _one_blas_thread_env():
+            with _blas_thread_env(threads):
                 pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
                                               initializer=_worker_init,
-                                              initargs=(event, messages, os.getpid()))
+                                              initargs=(event, messages, os.getpid(), threads))
                 futures = {pool.submit(_worker_run, t): t for t in tasks}
             pending = set(futures)
             cancelled = False

@@ -73,8 +73,22 @@ def write_config(out, experiment, run_configs):
 
 
 def read_config(out):
-    with open(os.path.join(out, CONFIG), encoding="utf-8") as f:
-        return json.load(f)
+    """The saved config.json of run folder `out`: {"experiment": ..., "configurations": [...]}.
+
+    Raises FileNotFoundError when there is none, ValueError naming the file when it
+    cannot be read.
+    """
+    path = os.path.join(out, CONFIG)
+    with open(path, encoding="utf-8") as f:
+        try:
+            saved = json.load(f)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} cannot be read ({exc}); it is not a minits "
+                             "config.json") from exc
+    if not (isinstance(saved, dict) and {"experiment", "configurations"} <= set(saved)):
+        raise ValueError(f"{path} is not a minits config.json (no experiment and "
+                         "configurations)")
+    return saved
 
 
 @contextlib.contextmanager

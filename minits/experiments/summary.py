@@ -24,7 +24,7 @@ CSV_COLUMNS = [
     "variant", "eta", "seeds", "train_acc_mean", "train_acc_std", "test_acc_mean",
     "test_acc_std", "delta_train_pp", "delta_test_pp", "paper_delta_train_pp",
     "paper_delta_test_pp", "identical_to_traditional", "max_batch_diff_pp", "early_deficit_pp",
-    "scale_alarms", "train_batch_acc_mean",
+    "scale_alarms", "diverged", "train_batch_acc_mean",
     "train_batch_acc_std", "test_balanced_acc_mean", "test_nll_mean", "test_top5_mean",
     "test_top10_mean", "test_close_0.01_mean", "test_close_0.05_mean",
     "train_superclass_acc_mean", "test_superclass_acc_mean", "seconds_per_run", "key",
@@ -56,6 +56,7 @@ class Row:
     max_batch_diff: float = math.nan
     early_deficit: float = math.nan
     alarms: int = 0
+    diverged: int = 0
     seconds: float = math.nan
 
 
@@ -64,7 +65,8 @@ class Summary:
     experiment: object
     rows: list
     groups: dict  # key -> list of RunResult (one per finished seed)
-    missing: int  # runs not finished yet
+    missing: int  # runs without results
+    failed: int = 0  # of those, runs that ended in an error in the sweep just run
 
     @property
     def baseline(self):
@@ -114,20 +116,33 @@ def _measures(result):
 
 def load_groups(out, run_configs):
     """Finished results in `out` for `run_configs`: {key: [RunResult, ...]} in seed order,
-    and the number of runs without results."""
+    and the number of runs without results.
+
+    Raises ValueError naming the file when a results file cannot be read (truncated,
+    corrupt, or from an unknown version).
+    """
     groups, missing = {}, 0
     for config in run_configs:
         path = rundir.result_path(out, config)
         groups.setdefault(config.key, [])
         if os.path.exists(path):
-            groups[config.key].append(results.load(path))
+            groups[config.key].append(_load(path))
         else:
             missing += 1
     return groups, missing
 
 
-def summarize(experiment, groups, missing=0):
-    """Build the Summary of `experiment` from its finished runs `groups`."""
+def _load(path):
+    try:
+        return results.load(path)
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError...
+        raise ValueError(f"{path} cannot be read ({type(exc).__name__}: {exc}); remove it and "
+                         "run the sweep's command again to compute that run anew") from exc
+
+
+def summarize(experiment, groups, missing=0, failed=0):
+    """Build the Summary of `experiment` from its finished runs `groups`; missing: runs
+    without results, failed: how many of them ended in an error just now."""
     base = {r.config.seed: r for r in groups.get(BASELINE, [])}
     rows = []
     for config in experiment.configs():
@@ -138,6 +153,7 @@ def summarize(experiment, groups, missing=0):
         row = Row(key=config.key, variant=config.variant, eta=config.eta, label=config.label,
                   seeds=len(runs), stats=stats, paper=experiment.paper.get(config.key, {}),
                   alarms=sum(1 for r in runs if r.scale_alarm),
+                  diverged=sum(1 for r in runs if math.isnan(r.test["accuracy"])),
                   seconds=(float(np.mean([r.history.elapsed for r in runs]))
                            if runs else math.nan))
         paired = [(r, base[r.config.seed]) for r in runs if r.config.seed in base]
@@ -153,7 +169,7 @@ def summarize(experiment, groups, missing=0):
             row.max_batch_diff = float(np.max(np.abs(diff)))
             row.early_deficit = float(max(0.0, -np.min(diff[:max(1, len(diff) // 50)])))
         rows.append(row)
-    return Summary(experiment, rows, groups, missing)
+    return Summary(experiment, rows, groups, missing, failed)
 
 
 # ----------------------------------------------------------------------------- text
@@ -186,7 +202,8 @@ def format_table(summary):
     lines = [f"{e.title}", f"data {e.dataset}, {net}, {c0.iterations} iterations, "
              f"batch {c0.batch_size}, lr {c0.lr:g}, gain {c0.gain:g}, confidence {c0.confidence}, "
              f"inputs {'standardised per channel' if e.standardize == 'channel' else 'in [0, 1]'}, "
-             f"preset {e.preset}",
+             f"preset {e.preset}, {c0.impl} implementation",
+             *_separation_line(e),
              "accuracy in % at the end of training on the whole training / test set, "
              "mean ± std over seeds;",
              "Δ = mean paired difference to traditional (same seed), points; max|Δ batch| = "
@@ -214,6 +231,13 @@ def format_table(summary):
     return "\n".join(lines + extra) + "\n"
 
 
+def _separation_line(experiment):
+    """The reading of Eq. (17)'s first scale, when the experiment has separation runs."""
+    scales = {c.separation_scale for c in experiment.configs() if c.variant == "separation"}
+    return [f"Eq. (17): first scale R {', '.join(sorted(scales))} "
+            "(docs/decisions.md#D11)"] if scales else []
+
+
 def _extra_lines(summary):
     lines = []
     for r in summary.rows:
@@ -222,12 +246,21 @@ def _extra_lines(summary):
             verdict = "yes" if k == n and n > 0 else "no"
             lines.append(f"η={r.eta:g} identical to traditional on every batch and test "
                          f"evaluation: {verdict} ({k}/{n} seeds)")
-    alarms = [(r.label, r.alarms) for r in summary.rows if r.alarms]
-    for label, n in alarms:
-        lines.append(f"(!) {label}: a scale went <= 0 (or the loss non-finite) in {n} "
-                     "seed(s); see the run's history (docs/decisions.md#D17)")
-    if summary.missing:
-        lines.append(f"{summary.missing} run(s) not finished: run the same command again to "
+    lr = summary.experiment.configs()[0].lr
+    for r in summary.rows:
+        if r.diverged:
+            lines.append(f"(!) {r.label}: diverged (inf or NaN) in {r.diverged} seed(s), whose "
+                         f"numbers are NaN: lower the learning rate (--lr, now {lr:g}) "
+                         "(docs/decisions.md#D17)")
+        if r.alarms > r.diverged:
+            lines.append(f"(!) {r.label}: a scale went <= 0 in {r.alarms - r.diverged} "
+                         "seed(s); see the run's history (docs/decisions.md#D17)")
+    if summary.failed:
+        lines.append(f"{summary.failed} run(s) ended in an error and have no results (the "
+                     "messages printed while they ran say why)")
+    unfinished = summary.missing - summary.failed
+    if unfinished:
+        lines.append(f"{unfinished} run(s) not finished: run the same command again to "
                      "complete them")
     return lines
 
@@ -255,7 +288,7 @@ def csv_rows(summary):
             "identical_to_traditional": ("" if r.identical is None
                                          else f"{r.identical[0]}/{r.identical[1]}"),
             "max_batch_diff_pp": num(r.max_batch_diff), "early_deficit_pp": num(r.early_deficit),
-            "scale_alarms": str(r.alarms),
+            "scale_alarms": str(r.alarms), "diverged": str(r.diverged),
             "train_batch_acc_mean": get("train_batch_acc"),
             "train_batch_acc_std": get("train_batch_acc", 1),
             "test_balanced_acc_mean": get("test_balanced_acc"), "test_nll_mean": get("test_nll"),

@@ -7,9 +7,11 @@ summary (summary.txt, summary.csv) is rewritten from everything finished.
 """
 
 import dataclasses
+import os
 import sys
 
 from .. import datasets
+from ..training import RunConfig
 from . import executor, rundir, summary
 from .executor import Task
 
@@ -34,19 +36,37 @@ def load_data(experiment, data_dir=None):
 
     Returns (train_set, test_set, stats) where stats is the per-channel (mean, std)
     of the training set when the experiment standardises its inputs, else None.
-    Raises ValueError (before any training) when super-class measures are asked
-    of a data set without coarse labels.
+    Raises ValueError (before any training) when no run could ever finish on this
+    data: an empty split, a batch larger than the training set, super-class
+    measures asked of a data set without coarse labels.
     """
     train_set = executor.load_split(experiment.dataset, "train", data_dir)
     test_set = executor.load_split(experiment.dataset, "test", data_dir)
-    if experiment.configs()[0].superclass and train_set.coarse_labels is None:
-        raise ValueError(f"super-class measures need coarse labels; data set "
-                         f"{experiment.dataset!r} has none")
+    check_data(experiment, train_set, test_set)
     stats = None
     if experiment.standardize == "channel":
         mean, std = datasets.channel_stats(train_set)
         stats = ([float(m) for m in mean], [float(s) for s in std])
     return train_set, test_set, stats
+
+
+def check_data(experiment, train_set, test_set):
+    """ValueError saying what is wrong and what to change when the runs of `experiment`
+    cannot train on these splits (checked before any work, not by every run)."""
+    config = experiment.configs()[0]
+    for split in (train_set, test_set):
+        if len(split.labels) == 0:
+            where = f" (read from {split.source})" if split.source else ""
+            raise ValueError(f"the {split.split} split of {experiment.dataset} holds no "
+                             f"images{where}: replace its files (docs/data.md)")
+    n = len(train_set.labels)
+    if config.batch_size > n:
+        raise ValueError(f"--batch-size {config.batch_size} is larger than the training set "
+                         f"of {experiment.dataset} ({n} images): every step needs a full "
+                         f"batch; choose --batch-size {n} or less")
+    if config.superclass and train_set.coarse_labels is None:
+        raise ValueError(f"super-class measures need coarse labels; data set "
+                         f"{experiment.dataset!r} has none")
 
 
 def plan(experiment, out, stats=None, data_dir=None):
@@ -65,9 +85,12 @@ def plan(experiment, out, stats=None, data_dir=None):
     return Plan(runs, tasks, done, partial, len(tasks) - partial)
 
 
-def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, say=None):
+def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, say=None,
+                   threads=1):
     """Run what is left of `experiment` in folder `out`; write config.json and the summary.
 
+    jobs: runs side by side in worker processes (1: in this process); threads: BLAS
+    threads per run (executor.run_tasks: 1 keeps the numbers independent of jobs).
     Returns (Summary, stopped, outcomes): stopped is True when interrupted (Ctrl-C,
     SIGTERM); outcomes lists each task run now (status 'done' | 'interrupted' | 'failed').
     """
@@ -80,9 +103,11 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
         outcomes, stopped = [], False
         if the_plan.tasks:
             outcomes, stopped = executor.run_tasks(the_plan.tasks, jobs=jobs,
-                                                   show_progress=show_progress, say=say)
+                                                   show_progress=show_progress, say=say,
+                                                   threads=threads)
         groups, missing = summary.load_groups(out, the_plan.runs)
-        table = summary.summarize(experiment, groups, missing)
+        failed = sum(o.status == "failed" for o in outcomes)
+        table = summary.summarize(experiment, groups, missing, failed=failed)
         summary.write(out, table)
     return table, stopped, outcomes
 
@@ -93,10 +118,28 @@ def report(out):
 
     saved = rundir.read_config(out)
     e = saved["experiment"]
-    experiment = Experiment(**{**e, "variants": tuple(tuple(v) for v in e["variants"]),
-                               "seeds": tuple(e["seeds"])})
     configs = saved["configurations"]
+    try:
+        experiment = Experiment(**{**e, "variants": tuple(tuple(v) for v in e["variants"]),
+                                   "seeds": tuple(e["seeds"]),
+                                   "run": _saved_run(e["run"], configs)})
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{os.path.join(out, rundir.CONFIG)} does not describe an "
+                         f"experiment minits knows ({type(exc).__name__}: {exc})") from exc
     stats = configs[0]["standardize"] if configs else None
     runs = experiment.runs(stats)
     groups, missing = summary.load_groups(out, runs)
     return summary.summarize(experiment, groups, missing)
+
+
+def _saved_run(run, configs):
+    """The shared run fields of a saved experiment, with the implementation and the
+    separation scale its runs used (RunConfig.from_dict knows those of older files)."""
+    saved = [RunConfig.from_dict(c) for c in configs]
+    run = dict(run)
+    if saved:
+        run.setdefault("impl", saved[0].impl)
+    separation = [c.separation_scale for c in saved if c.variant == "separation"]
+    if separation:
+        run.setdefault("separation_scale", separation[0])
+    return run

@@ -1,14 +1,15 @@
 """Training floor: one run of the paper's protocol (Sec. 3.2), its evaluation
 (Sec. 3.1), history, checkpoints and results files.
 
-Reading order: config -> loop (train) -> history -> evaluate -> checkpoint ->
-results; atomic holds the file-writing rule every writer follows.
+Reading order: config -> loop (train_step: one SGD step; train: one run) -> history
+-> evaluate -> checkpoint -> results; atomic holds the file-writing rule every writer
+follows.
 """
 
 from .config import CONFIDENCES, VARIANTS, VARIANTS_WITH_ETA, RunConfig
 from .history import History
-from .loop import epoch_order, steps_per_epoch, train
+from .loop import epoch_order, steps_per_epoch, train, train_step
 from .results import RunResult
 
 __all__ = ["CONFIDENCES", "VARIANTS", "VARIANTS_WITH_ETA", "History", "RunConfig", "RunResult",
-           "epoch_order", "steps_per_epoch", "train"]
+           "epoch_order", "steps_per_epoch", "train", "train_step"]

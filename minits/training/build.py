@@ -2,7 +2,8 @@
 
 Sec. 3.2: Gaussian alpha^0 from the seed; R1 = R(alpha^0), R2 = 10 R1 (Eq. (13));
 R_s = 10 for Eq. (17). The scales are passed explicitly (not left to the loss's
-first forward), so a run restored from a checkpoint keeps its saved scales.
+first forward) where the loss takes them, and a run restored from a checkpoint
+gets its saved scales back (checkpoint.load_loss_state).
 """
 
 import numpy as np
@@ -31,7 +32,8 @@ def build_loss(config, R0):
     one-scale  the paper's "traditional" loss: Eq. (13) with R2 := R1, R1 trainable
     two-scale  Eq. (13), R1 and R2 trainable, Eq. (14)
     fixed      Eq. (13) with constant R1 = R0, R2 = 10 R0, Eq. (16)
-    separation Eq. (17), R = R(alpha) live, R_s trainable, Eq. (18)
+    separation Eq. (17), R_s trainable, Eq. (18); the first scale R as
+               config.separation_scale says (docs/decisions.md#D11)
     """
     R1, R2 = float(R0), float(config.R2_factor * R0)
     if config.variant == "plain-ce":
@@ -44,11 +46,12 @@ def build_loss(config, R0):
         loss = losses.TwoScale(config.eta, R1=R1, R2=R2, confidence=config.confidence,
                                fixed=True)
     elif config.variant == "separation":
-        loss = losses.TwoScaleSeparation(config.eta, Rs=config.Rs0, R="live",
+        loss = losses.TwoScaleSeparation(config.eta, Rs=config.Rs0,
+                                         scale=config.separation_scale,
                                          confidence=config.confidence)
     else:
         raise ValueError(f"unknown variant {config.variant!r}")
-    # the loop reports a diverged run itself (docs/decisions.md#D17) and finishes it with NaN
+    # the loop stops a diverged run itself (docs/decisions.md#D17) and finishes it with NaN
     # measures, so a sweep goes on; outside the loop NaN logits are an error
     loss.check_finite = False
     # the loop calls backward right after forward: no copy of alpha to compare each step
@@ -56,9 +59,20 @@ def build_loss(config, R0):
     return loss
 
 
-def loss_scales(loss):
-    """The loss's scales as floats: {'R1': .., 'R2': ..} / {'Rs': ..} / {}."""
-    return {name: float(value) for name, value in getattr(loss, "params", {}).items()}
+SCALE_NAMES = {"R1": "R1", "R2": "R2", "Rs": "Rs", "R": "R_first"}
+"""The loss's scale -> its name in the history and the results. The first scale R of
+Eq. (17) is recorded as R_first, apart from R(alpha), which the history calls R."""
+
+
+def loss_scales(scales):
+    """Scales under their recorded names, as floats: {'R1': .., 'R2': ..} (Eq. (13)),
+    {'Rs': .., 'R_first': ..} (Eq. (17)) or {} (Eq. (4)).
+
+    scales: loss.params (the scales now) or loss.last.scales (those the last forward
+    used); a scale not known yet (None, set at the first forward) is left out.
+    """
+    return {SCALE_NAMES.get(name, name): float(value) for name, value in scales.items()
+            if value is not None}
 
 
 def well_classified_fraction(loss):
@@ -66,9 +80,3 @@ def well_classified_fraction(loss):
     Eq. (13)/(16)/(17), from the loss's diagnostics `loss.last.second`."""
     n = loss.last.second.size
     return np.count_nonzero(loss.last.second) / n if n else np.nan
-
-
-def batch_accuracy(loss):
-    """Accuracy of the last batch, Eq. (11) on the batch (#W_{0,B} / #B), judged by the
-    test-time classifier on the logits the loss just saw (`loss.last.correct`)."""
-    return loss.last.accuracy

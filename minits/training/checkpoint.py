@@ -1,7 +1,7 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped.
 
 A checkpoint holds the iteration count, the parameters alpha of every linear
-layer, the loss's scales (R1, R2 or R_s), and the history so far. Plain SGD has
+layer, the loss's scales (R1, R2; R_s and R of Eq. (17)), and the history so far. Plain SGD has
 no state of its own, and the batch order is a function of (seed, epoch) (see
 `loop.epoch_order`), so nothing else is needed: a resumed run is bit-identical to
 an uninterrupted one. Writes are atomic (temporary file + os.replace).
@@ -37,19 +37,21 @@ def load_model_state(model, state):
 
 
 def loss_state(loss):
-    """The loss's scales: 'scale_{name}' -> float64 0-d array (exact for float32 and float64)."""
+    """The loss's scales: 'scale_{name}' -> float64 0-d array (exact for float32 and float64).
+
+    A scale the loss sets only at its first forward (R1 = R(alpha^0) when not given, the
+    first scale R of Eq. (17)) is saved once it is set.
+    """
     return {f"scale_{name}": np.asarray(value, dtype=np.float64)
-            for name, value in getattr(loss, "params", {}).items()}
+            for name, value in getattr(loss, "params", {}).items() if value is not None}
 
 
 def load_loss_state(loss, state):
-    """Put saved scales back into loss.params, keeping each entry's type (array in place)."""
-    for name, value in loss.params.items():
-        saved = np.asarray(state[f"scale_{name}"])
-        if isinstance(value, np.ndarray):
-            value[...] = saved
-        else:
-            loss.params[name] = type(value)(saved) if isinstance(value, float) else saved[()]
+    """Put every saved scale back into loss.params as a Python float (Eq. (14) moves
+    floats), also one the loss would otherwise set at its first forward."""
+    for key in state:
+        if key.startswith("scale_"):
+            loss.params[key[len("scale_"):]] = float(state[key])
 
 
 def save(path, config, iteration, model, loss, history):

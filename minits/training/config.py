@@ -8,6 +8,8 @@ the results already on disk belong to the same experiment.
 import dataclasses
 import math
 
+from .. import backend
+
 VARIANTS = ("plain-ce", "one-scale", "two-scale", "fixed", "separation")
 """plain-ce: Eq. (4) on raw logits; one-scale: the paper's "traditional" loss,
 Eq. (13) with R2 := R1; two-scale: Eq. (13)-(14); fixed: Eq. (13) with (16);
@@ -15,6 +17,9 @@ separation: Eq. (17)-(18)."""
 
 VARIANTS_WITH_ETA = ("two-scale", "fixed", "separation")
 CONFIDENCES = ("raw", "normalized", "scaled")
+SEPARATION_SCALES = ("fixed", "trained", "live")
+"""The first scale R of Eq. (17) (docs/decisions.md#D11): fixed at R(alpha^0) (default),
+trained by SGD from R(alpha^0), or live R(alpha)."""
 MODELS = ("mlp", "lenet5")
 DTYPES = ("float32", "float64")
 
@@ -40,6 +45,14 @@ class RunConfig:
     superclass: also compute the super-class measures (Eq. (20)); needs coarse labels.
     dtype: parameter and input dtype.
     R2_factor: R2 = R2_factor * R1 initially (10 in the paper); Rs0: R_s initially (10).
+    separation_scale: the first scale R of Eq. (17), one of SEPARATION_SCALES
+        (docs/decisions.md#D11); "fixed" when not given. Only the separation variant
+        has one: for the others it is stored as None, so it never tells two identical
+        runs apart.
+    impl: "plain" | "fast", the implementation the run computes with (minits.backend);
+        default: the one current when the configuration is made. The two agree to
+        float rounding, not bit for bit, so it is part of what the run is: a run folder
+        never mixes them.
     """
 
     dataset: str
@@ -60,6 +73,8 @@ class RunConfig:
     bias: bool = False
     R2_factor: float = 10.0
     Rs0: float = 10.0
+    separation_scale: str | None = None
+    impl: str = dataclasses.field(default_factory=backend.current_impl)
 
     def __post_init__(self):
         # Normalise container types so that configs read back from JSON compare equal.
@@ -70,6 +85,10 @@ class RunConfig:
                                (tuple(float(m) for m in mean), tuple(float(s) for s in std)))
         if self.eta is not None:
             object.__setattr__(self, "eta", float(self.eta))
+        if self.variant != "separation":
+            object.__setattr__(self, "separation_scale", None)
+        elif self.separation_scale is None:
+            object.__setattr__(self, "separation_scale", "fixed")
         self.validate()
 
     def validate(self):
@@ -88,6 +107,10 @@ class RunConfig:
             raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
         if self.confidence not in CONFIDENCES:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        if self.variant == "separation" and self.separation_scale not in SEPARATION_SCALES:
+            raise ValueError(f"separation_scale must be one of {SEPARATION_SCALES}, "
+                             f"got {self.separation_scale!r}")
+        backend.check_impl(self.impl, "impl")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name in ("gain", "lr", "R2_factor", "Rs0"):
@@ -122,12 +145,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d):
-        """Inverse of to_dict; unknown keys are an error (a results file from another version)."""
+        """Inverse of to_dict; unknown keys are an error (a results file from another version).
+
+        A dict written before a field existed gets what those runs did: impl "fast" (the
+        only implementation then) and, for the separation variant, separation_scale "live".
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown RunConfig fields {sorted(unknown)}")
-        return cls(**d)
+        legacy = {"impl": "fast"}
+        if d.get("variant") == "separation":
+            legacy["separation_scale"] = "live"
+        return cls(**{**legacy, **d})
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

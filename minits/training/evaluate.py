@@ -164,8 +164,17 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         out["delta_p"] = np.asarray(metrics.delta_p(y, proba)).astype(np.float32)
         out["pred"] = proba.argmax(axis=1).astype(np.int16)
         out["label"] = np.asarray(y).astype(np.int16)
-        out["confidence"] = dX.astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32's range (a run gone wild): +-inf
+            out["confidence"] = dX.astype(np.float32)
     return out
+
+
+def diverged_measures(dataset, superclass=False, per_object=False):
+    """The measures full_measures gives a run whose parameters are no longer finite, without
+    running the model: NaN everywhere (docs/decisions.md#D17), the same keys and shapes."""
+    ks = top_k_values(dataset.num_classes)
+    out = {"topk_k": ks, "close_enough_at": AT_GRID, "W_eta": ETA_GRID}
+    return _diverged(out, len(dataset.labels), ks, superclass, per_object)
 
 
 def _diverged(out, n, ks, superclass, per_object):

@@ -7,6 +7,9 @@ Per iteration t = 0..T-1 (before the SGD step of iteration t):
     R           scale of the parameters, Eq. (9)
     R1, R2      the loss's scales of Eq. (13) (NaN where the loss has none)
     Rs          the separation of Eq. (17) (NaN where the loss has none)
+    R_first     the first scale R of Eq. (17) as the loss used it: R(alpha^0) (fixed),
+                the trained scale (trained) or R(alpha) (live), docs/decisions.md#D11
+                (NaN for the other losses)
     frac_well   fraction of the batch in the well-classified branch of Eq. (13)/(17),
                 dX >= eta (NaN for losses without branches)
 Per evaluation e (iterations 0, eval_every, 2*eval_every, ..., T):
@@ -15,7 +18,9 @@ Per evaluation e (iterations 0, eval_every, 2*eval_every, ..., T):
 
 import numpy as np
 
-PER_ITERATION = ("batch_acc", "batch_loss", "R", "R1", "R2", "Rs", "frac_well")
+PER_ITERATION = ("batch_acc", "batch_loss", "R", "R1", "R2", "Rs", "R_first", "frac_well")
+ADDED_LATER = ("R_first",)
+"""Records that files written before they existed lack: read back as NaN."""
 PER_EVALUATION = ("eval_iteration", "test_acc", "test_loss")
 
 
@@ -84,6 +89,8 @@ class History:
         """Rebuild from `state()` output (e.g. an open np.load archive)."""
         history = cls(iterations, eval_every)
         for name in history.arrays:
+            if name in ADDED_LATER and f"history_{name}" not in state:
+                continue  # stays NaN: an older file
             saved = np.asarray(state[f"history_{name}"])
             if saved.shape != history.arrays[name].shape:
                 raise ValueError(f"saved history '{name}' has shape {saved.shape}, "

@@ -1,0 +1,157 @@
+"""Faults a new user hit through the command line (issue 12): a corrupt results file
+under `minits report`, runs that can never finish (no images, a batch larger than the
+data set, divergence), a --data-dir that points nowhere. Each ends in one clear
+message that says what to change, and none says "run the same command again" unless
+the runs were merely interrupted."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+from test_datasets import write_idx_pair
+
+from minits import cli
+from minits.datasets import catalog
+from minits.experiments import executor
+
+RUN_AGAIN = "run the same command again"
+
+
+def needs_digits():
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINITS_DATA", raising=False)
+    monkeypatch.setenv("MINITS_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(executor, "_DATA", {})
+    monkeypatch.setattr(executor, "_TEST_INPUTS", {})
+    return tmp_path
+
+
+def small_digits_sweep(out, *extra):
+    return cli.main(["compare", "--dataset", "digits", "--etas", "0.1", "--variants",
+                     "one-scale", "two-scale", "--seeds", "1", "--iterations", "20",
+                     "--eval-every", "10", "--hidden", "8", "--jobs", "1", "--no-progress",
+                     "--no-figures", "--out", str(out), *extra])
+
+
+# ----------------------------------------------------------------------------- report
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_report_of_a_corrupt_results_file_is_one_clear_line(offline, capsys, damage):
+    needs_digits()
+    out = offline / "sweep"
+    assert small_digits_sweep(out) == 0
+    path = out / "runs" / "two-scale_eta=0.1" / "seed-000.npz"
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[:len(data) // 2], "garbage": os.urandom(300),
+                      "empty": b""}[damage])
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--no-figures"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minits: error: ")
+    assert str(path) in lines[0] and "Traceback" not in captured.err
+    assert RUN_AGAIN not in captured.err
+
+
+def test_report_of_a_corrupt_config_json(offline, capsys):
+    needs_digits()
+    out = offline / "sweep"
+    assert small_digits_sweep(out) == 0
+    (out / "config.json").write_text('{"experiment": {"name": ')
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out / "config.json") in err
+
+
+# ----------------------------------------------------------------------------- never finishing
+
+def test_a_data_set_without_images(offline, capsys):
+    """MNIST files whose header says 0 images: refused before any work, naming them."""
+    folder = offline / "data" / "mnist"
+    for split in ("train", "test"):
+        write_idx_pair(folder, split, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
+    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(offline / "data"),
+                     "--out", str(offline / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "holds no images" in err and str(folder) in err and RUN_AGAIN not in err
+    assert not (offline / "out").exists()
+
+
+def test_a_batch_larger_than_the_data_set(offline, capsys):
+    needs_digits()
+    code = cli.main(["train", "--dataset", "digits", "--batch-size", "2000", "--out",
+                     str(offline / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--batch-size 2000 is larger than the training set of digits (1437 images)" in err
+    assert "choose --batch-size 1437 or less" in err and RUN_AGAIN not in err
+    assert not (offline / "out").exists()
+
+
+def test_a_diverging_run_says_to_lower_the_learning_rate(offline, capsys):
+    """--lr 1e30 in this process (--jobs 1), figures drawn: no raw numpy RuntimeWarning
+    (pytest turns them into errors), the table flags the run and says what to change."""
+    needs_digits()
+    out = offline / "out"
+    code = cli.main(["train", "--dataset", "digits", "--lr", "1e30", "--iterations", "30",
+                     "--eval-every", "10", "--jobs", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "diverged" in captured.err and "lower the learning rate (--lr, now 1e+30)" in text
+    assert "(!) two-scale η=0.01: diverged (inf or NaN) in 1 seed(s)" in captured.out
+    assert RUN_AGAIN not in text
+    assert (out / "runs" / "two-scale_eta=0.01" / "seed-000.npz").exists()
+    assert (out / "figures" / "accuracy.png").stat().st_size > 1000
+    assert cli.main(["report", str(out), "--no-figures"]) == 0  # the table again, no error
+    assert "diverged (inf or NaN)" in capsys.readouterr().out
+
+
+def test_interrupted_runs_keep_the_run_again_advice(offline, capsys, monkeypatch):
+    """The advice is for runs that stopped early and resume: a run folder with a run
+    that has no results yet."""
+    needs_digits()
+    out = offline / "sweep"
+    assert small_digits_sweep(out) == 0
+    os.unlink(out / "runs" / "two-scale_eta=0.1" / "seed-000.npz")
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--no-figures"]) == 0
+    assert "1 run(s) not finished: run the same command again" in capsys.readouterr().out
+
+
+def test_a_failed_run_is_not_told_to_run_again(offline, capsys, monkeypatch):
+    """A run that ends in an error (here: a broken loss) has no results; the table says
+    so, without the advice meant for interrupted runs."""
+    needs_digits()
+    from minits.training import loop
+
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(loop, "build_loss", broken)
+    assert small_digits_sweep(offline / "sweep") == 1
+    captured = capsys.readouterr()
+    assert "2 run(s) ended in an error" in captured.out and RUN_AGAIN not in captured.out
+    assert "FAILED: one-scale seed 0: RuntimeError: a bug" in captured.err
+
+
+def test_a_data_dir_pointing_nowhere_leaves_no_folders(offline, capsys, monkeypatch):
+    """Downloads allowed, every mirror failing: a clear error, no empty folders."""
+    monkeypatch.setenv("MINITS_OFFLINE", "0")
+    mnist = dataclasses.replace(catalog.MNIST, mirrors=((offline / "none").as_uri() + "/",))
+    monkeypatch.setitem(catalog.SOURCES, "mnist", mnist)
+    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(offline / "nothing"),
+                     "--out", str(offline / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "minits: error:" in err and "MNIST (train split) not found" in err
+    assert not (offline / "nothing").exists() and not (offline / "out").exists()
