@@ -12,7 +12,8 @@ Modules, one concept each:
     safe_pickle  the restricted unpickler CIFAR files are read with
     digits       scikit-learn's 8x8 digits (optional extra)
     catalog      files, folders, mirrors and checksums of each data set
-    sources      search order, verified downloads, safe tar extraction
+    sources      search order, verified downloads
+    archive      safe extraction of a tar archive (CIFAR)
     loader       load(name, split)
     errors       DatasetFormatError, UnsafePickleError, ChecksumError
 Only numpy and the standard library are needed (tqdm for a nicer progress bar,

@@ -21,6 +21,8 @@ from .base import Dataset
 from .errors import DatasetFormatError
 
 UNSIGNED_BYTE = 0x08
+IMAGE_SHAPE = (28, 28)
+"""Height and width of every MNIST and Fashion-MNIST image."""
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -32,26 +34,28 @@ FILES = {
 }
 
 
-def read_idx(path, ndim):
+def read_idx(path, ndim, item_shape=None):
     """Read one IDX file of unsigned bytes.
 
     Inputs: path: str or Path, gzipped when its name ends in ".gz";
-            ndim: the number of dimensions the caller expects (3 images, 1 labels).
-    Output: uint8 array of the shape stored in the header.
+            ndim: the number of dimensions the caller expects (3 images, 1 labels);
+            item_shape: the shape of one item the caller expects, e.g. (28, 28) for
+            MNIST images, or None to accept what the header says.
+    Output: uint8 array of the shape stored in the header, (n, *item_shape).
     Raises DatasetFormatError naming the file for a bad gzip stream, a bad
-    magic number, a wrong type code or dimension count, or a body whose
-    length differs from the header's promise.
+    magic number, a wrong type code or dimension count, items of another shape
+    than item_shape, or a body whose length differs from the header's promise.
     """
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            return _read_body(f, path, ndim)
+            return _read_body(f, path, ndim, item_shape)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise DatasetFormatError(path, f"damaged gzip stream ({err})") from err
 
 
-def _read_body(f, path, ndim):
+def _read_body(f, path, ndim, item_shape):
     magic = f.read(4)
     if len(magic) < 4 or magic[:2] != b"\0\0":
         raise DatasetFormatError(path, f"bad IDX magic number {magic.hex() or '(empty file)'}")
@@ -64,6 +68,10 @@ def _read_body(f, path, ndim):
     if len(header) < 4 * ndim:
         raise DatasetFormatError(path, "truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(header, dtype=">u4"))
+    if item_shape is not None and shape[1:] != tuple(item_shape):
+        expected = (shape[0], *item_shape)
+        raise DatasetFormatError(path, f"the header promises an array of shape {shape}; "
+                                       f"expected shape {expected}")
     size = int(np.prod(shape, dtype=object))
     try:
         values = np.empty(size, dtype=np.uint8)
@@ -89,14 +97,18 @@ def _read_into(f, array):
     return got
 
 
-def load_idx_pair(images_path, labels_path, name, split, class_names):
+def load_idx_pair(images_path, labels_path, name, split, class_names,
+                  image_shape=IMAGE_SHAPE):
     """Images and labels of one split into a Dataset.
 
-    Inputs: paths of the images file (n, H, W) and the labels file (n,).
+    Inputs: paths of the images file (n, H, W) and the labels file (n,);
+            image_shape: (H, W) every image must have (28 x 28 for MNIST and
+            Fashion-MNIST), or None to take the header's.
     Output: Dataset with images uint8 (n, 1, H, W), labels int64 (n,).
-    Raises DatasetFormatError when the counts differ or a label is not a class.
+    Raises DatasetFormatError when the images have another shape, the counts differ
+    or a label is not a class.
     """
-    images = read_idx(images_path, ndim=3)
+    images = read_idx(images_path, ndim=3, item_shape=image_shape)
     labels = read_idx(labels_path, ndim=1)
     if len(images) != len(labels):
         raise DatasetFormatError(

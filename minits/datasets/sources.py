@@ -17,23 +17,21 @@ read-only). Failing that, the files are downloaded from the mirrors, unless
 user cache. A download goes to a temporary file in the target folder, is
 checked against its published size and checksums, and only then renamed into
 place: an interrupted or corrupted download never leaves a file that looks
-complete. Nothing found and nothing downloaded: one FileNotFoundError that
-names the files expected and every folder searched.
+complete, and a failed download leaves no folder it created behind. Nothing
+found and nothing downloaded: one FileNotFoundError that names the files
+expected and every folder searched; a folder standing where one of the files
+should be is reported as such (DatasetFormatError naming it).
 """
 
-import gzip
 import hashlib
 import http.client
-import lzma
 import os
-import shutil
 import sys
-import tarfile
 import tempfile
 import urllib.request
-import zlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from .archive import extract
 from .errors import ChecksumError, DatasetFormatError
 
 USER_AGENT = "minits (https://pypi.org/project/minits)"
@@ -100,11 +98,21 @@ def locate(source, split, data_dir=None, download=None, progress=True):
         download: None = allowed unless $MINITS_OFFLINE is set; True/False force it.
         progress: show a progress bar while downloading.
     Output: Path of the folder.
-    Raises FileNotFoundError naming the files and folders when all of that fails.
+    Raises FileNotFoundError naming the files and folders when all of that fails,
+    DatasetFormatError naming a folder that stands where a file should be, and
+    ValueError when data_dir is a file.
     """
+    if data_dir is not None and Path(data_dir).expanduser().exists() \
+            and not Path(data_dir).expanduser().is_dir():
+        raise ValueError(f"data_dir {data_dir} is a file, not a folder: point it at the folder "
+                         "that holds the data sets")
     folder = find_folder(source, split, data_dir)
     if folder is not None:
         return folder
+    for misplaced in folders_for_files(source, split, data_dir):
+        raise DatasetFormatError(misplaced, f"is a folder, where {source.title} needs the file "
+                                            f"{misplaced.name}; put the file itself there "
+                                            "(docs/data.md)")
     if source.archive:
         for archive in _archive_candidates(source, data_dir):
             if archive.is_file():
@@ -113,11 +121,46 @@ def locate(source, split, data_dir=None, download=None, progress=True):
     failures = []
     if downloads_allowed(download):
         target = Path(data_dir).expanduser() if data_dir is not None else user_cache_dir()
+        made = _missing_folders(target / source.folders[0])
         try:
             return _checked(source, split, fetch(source, split, target, progress))
-        except _DownloadFailed as err:
+        except BaseException as err:
+            _remove_empty(made)  # a failed download leaves no empty folders behind
+            if not isinstance(err, _DownloadFailed):
+                raise
             failures = err.failures
     raise FileNotFoundError(_not_found_message(source, split, data_dir, download, failures))
+
+
+def folders_for_files(source, split, data_dir=None):
+    """Folders standing where a file of ``split`` should be (x.gz or x), in search order."""
+    found = []
+    for folder in candidate_folders(source, data_dir):
+        for name in source.files[split]:
+            names = (name, name[:-3]) if name.endswith(".gz") else (name,)
+            if resolve(folder, name) is None:
+                found += [folder / n for n in names if (folder / n).is_dir()]
+    return found
+
+
+def _missing_folders(path):
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(folders):
+    """Remove the folders (deepest first) as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or already gone): leave it and its parents
+            if folder.exists():
+                return
 
 
 def downloads_allowed(download=None):
@@ -324,61 +367,3 @@ class _PlainProgress:
 
     def close(self):
         pass
-
-
-# ----------------------------------------------------------------------------- extraction
-
-
-def extract(archive, dest, folder):
-    """Extract the tar archive's ``folder/`` into ``dest/folder``, safely.
-
-    Every member is checked before anything is written: only regular files and
-    directories, with relative paths that stay inside the target (no "..",
-    no absolute paths, no links, no devices); Python's "data" filter is used
-    on top where available. Extraction goes to a temporary folder inside
-    ``dest`` that is renamed into place at the end.
-
-    Inputs: archive: path of a .tar/.tar.gz/.tar.xz; dest: folder; folder: name
-    of the top folder the archive must hold (e.g. "cifar-10-batches-py").
-    Output: Path dest/folder.
-    Raises DatasetFormatError naming the archive for an unsafe member, a
-    damaged archive, or one without ``folder/``.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".minits-extract-"))
-    try:
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                members = tar.getmembers()
-                for member in members:
-                    _check_member(member, archive)
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(tmp, members=members, filter="data")
-                else:  # Python < 3.11.4: the checks above are the filter
-                    tar.extractall(tmp, members=members)
-        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
-                gzip.BadGzipFile) as err:
-            raise DatasetFormatError(archive, f"damaged archive ({err})") from err
-        if not (tmp / folder).is_dir():
-            raise DatasetFormatError(archive, f"holds no folder {folder}/")
-        final = dest / folder
-        try:
-            os.replace(tmp / folder, final)
-        except OSError:
-            if not final.is_dir():  # else another process has just put it there
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _check_member(member, archive):
-    path = PurePosixPath(member.name)
-    if path.is_absolute() or ".." in path.parts or member.name.startswith(("/", "\\")) \
-            or ":" in (path.parts[0] if path.parts else ""):
-        raise DatasetFormatError(archive, f"refuses member {member.name!r}: path leaves the "
-                                          "target folder")
-    if not (member.isfile() or member.isdir()):
-        raise DatasetFormatError(archive, f"refuses member {member.name!r}: only regular files "
-                                          "and folders are allowed (no links or devices)")
