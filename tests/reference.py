@@ -1,9 +1,32 @@
 """Naive reference layers: plain Python loops over every index, written straight
-from the definitions. Slow and obviously right; the fast layers are tested against
-them. Shapes are the public ones, (N, C, H, W).
+from the definitions. Slow and obviously right; both implementations of the layers
+(plain and fast) are tested against them. Shapes are the public ones: (N, D) for
+Linear, (N, C, H, W) for images.
 """
 
 import numpy as np
+
+
+def linear_forward(x, W, b):
+    """out[n, f] = sum_d x[n, d] * W[f, d] + b[f]."""
+    N, D = x.shape
+    F = W.shape[0]
+    out = np.zeros((N, F), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            out[n, f] = sum(x[n, d] * W[f, d] for d in range(D)) + (b[f] if b is not None else 0)
+    return out
+
+
+def linear_backward(dout, x, W):
+    """Every product x[n, d] * W[f, d] sends dout[n, f] times its other factor back."""
+    dx, dW = np.zeros_like(x), np.zeros_like(W)
+    N, F = dout.shape
+    for n in range(N):
+        for f in range(F):
+            dx[n] += dout[n, f] * W[f]
+            dW[f] += dout[n, f] * x[n]
+    return dx, dW, dout.sum(axis=0)
 
 
 def conv_forward(x, W, b, stride, padding):

@@ -3,6 +3,7 @@ kinks, dtype, errors. Fast == plain: tests/test_layers_impl.py."""
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import IMPLS, away_from_zero, seeds
@@ -22,6 +23,26 @@ def test_linear_backward_matches_finite_differences(impl_name, N, d_in, d_out, b
         layer.params["b"][...] = rng.standard_normal(d_out)
     with mt.using(impl_name):
         check_layer(layer, rng.standard_normal((N, d_in)), seed=seed)
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(st.integers(1, 4), st.integers(1, 7), st.integers(1, 6), st.booleans(), seeds)
+def test_linear_matches_naive_loops(impl_name, N, d_in, d_out, bias, seed):
+    layer = mt.Linear(d_in, d_out, bias=bias, dtype=np.float64, rng=seed)
+    rng = np.random.default_rng(seed)
+    if bias:
+        layer.params["b"][...] = rng.standard_normal(d_out)
+    x, dout = rng.standard_normal((N, d_in)), rng.standard_normal((N, d_out))
+    with mt.using(impl_name):
+        out = layer.forward(x)
+        dx = layer.backward(dout)
+    W, b = layer.params["W"], layer.params.get("b")
+    np.testing.assert_allclose(out, ref.linear_forward(x, W, b), rtol=1e-12, atol=1e-12)
+    dx_ref, dW_ref, db_ref = ref.linear_backward(dout, x, W)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["W"], dW_ref, rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(layer.grads["b"], db_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_linear_is_x_times_W_transposed(impl):

@@ -38,8 +38,10 @@ def pool_first_order(layers):
 def fast_sequential_backward(layers, order, dX, input_grad=True):
     """Backward through layers in the reverse of order, the order forward ran them.
 
-    Must equal the plain Sequential.backward bit for bit (the same layer backwards;
-    only the first parametrised layer's input gradient is skipped).
+    Must give what the plain Sequential.backward gives from the same layer backward
+    passes, bit for bit: the reverse of pool_first_order is as good as the reverse of
+    the listed order (module docstring), and the only difference is that the first
+    parametrised layer's input gradient is skipped when input_grad=False.
 
     Inputs:
         layers: the model's layers; order: the forward's order (pool_first_order)

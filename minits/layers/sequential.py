@@ -79,6 +79,7 @@ class Sequential:
                 yield layer, name, p, layer.grads[name]
 
     def num_parameters(self):
+        """The number of parameter entries, summed over every layer (an int)."""
         return int(sum(p.size for _, _, p, _ in self.parameters()))
 
     def __repr__(self):
