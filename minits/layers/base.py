@@ -39,8 +39,9 @@ class Layer:
     def backward(self, dout, input_grad=True):
         """dout: dL/d(out), same shape as forward's output.
 
-        input_grad=False skips dL/dx (returns None): the first parametrised layer of
-        a network never needs it, and for a convolution it is the costliest product.
+        input_grad=False returns None instead of dL/dx: the first parametrised layer
+        of a network never needs it. The fast implementation then skips computing it
+        (for a convolution the costliest product); the plain one computes and drops it.
         """
         raise NotImplementedError
 
@@ -64,6 +65,7 @@ class Layer:
 
 def scratch(layer, name, shape, dtype):
     """A work array of the layer that is reused from call to call; contents undefined.
+    Used by the fast implementation only (fast_conv.py, fast_pool.py).
 
     Reusing a large temporary saves NumPy the allocation and the operating system
     the page faults of fresh memory on every step. Only for arrays that never leave
