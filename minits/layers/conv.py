@@ -12,7 +12,8 @@ from .im2col import col2im, conv_output_size, im2col
 
 
 def conv_forward(x, W, b, stride, padding):
-    """Convolution (cross-correlation, as in PyTorch) as one product with im2col's columns.
+    """Eq. (1) for a convolution (alpha Toeplitz-structured, Sec. 2.1): cross-correlation,
+    as in PyTorch, computed as one product with im2col's columns.
 
         out[n, f, y, x] = sum_{c,i,j} W[f, c, i, j] * x_pad[n, c, s*y + i, s*x + j] (+ b[f])
 
