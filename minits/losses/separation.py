@@ -98,7 +98,14 @@ class TwoScaleSeparation(NormalizedLoss):
         return R_alpha if self.scale == "live" else float(self.params["R"])
 
     def _forward_plain(self, model, x, y):
-        """Eq. (17) on a batch. model; x (N, ...); y (N,) -> the batch mean, or (N,)."""
+        """Eq. (17) on a batch, in the paper's order: R of the reading
+        (docs/decisions.md#D11), X_hat and R(alpha) (Eq. (8)-(9)), the confidence, the
+        split, the cross-entropy at R X_hat or Rs R X_hat with its gradients (Eq. (17),
+        (15)), the diagnostics.
+
+        model; x: its input (N, ...); y: labels (N,) -> the batch mean (Eq. (5)), or the
+        values (N,) with reduction="none". backward() then gives the gradients.
+        """
         self._init_scales(model)  # R = R(alpha^0) unless live (docs/decisions.md#D11)
         X_hat, R_alpha = self._normalize(model, x)  # Eq. (8)-(9)
         R, Rs = self._R(R_alpha), float(self.params["Rs"])

@@ -133,7 +133,13 @@ class TwoScale(NormalizedLoss):
         return float(self.params["R1"]), float(self.params["R2"])
 
     def _forward_plain(self, model, x, y):
-        """Eq. (13) on a batch. model; x (N, ...); y (N,) -> the batch mean, or (N,)."""
+        """Eq. (13) on a batch, in the paper's order: the scales (Sec. 3.2), X_hat and R
+        (Eq. (8)-(9)), the confidence (Sec. 2.2), the split (Eq. (13)), the cross-entropy
+        at R_k X_hat with its gradients (Eq. (13), (15)), the diagnostics.
+
+        model; x: its input (N, ...); y: labels (N,) -> the batch mean (Eq. (5)), or the
+        values (N,) with reduction="none". backward() then gives the gradients.
+        """
         self._init_scales(model)  # R1 = R(alpha^0), R2 = 10 R1 (Sec. 3.2)
         R1, R2 = self._scales()
         X_hat, R = self._normalize(model, x)  # Eq. (8)-(9)
