@@ -14,13 +14,16 @@ backward what its plain ones compute. What is promised, per function:
   bit for bit (the fast bookkeeping changes no number).
 
 Each side runs under its own implementation (minits.using), layers included, except in
-the "same layers" tests.
+the "same layers" tests. The last section checks what the training loop uses to save
+time (the predictor, check_unchanged off, the correct flags from the terms of delta X)
+against the numbers it replaces, bit for bit.
 """
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from test_losses_models import LOSSES as MODEL_LOSSES
 from test_scale import bits, kink_distance, make_model
 
 import minits as mt
@@ -34,7 +37,7 @@ from minits.losses import (
     TwoScaleWrapper,
 )
 from minits.normalization import Normalization
-from minits.scale import at_normalized_params, normalized_logits
+from minits.scale import at_normalized_params, confidence, normalized_logits
 
 KINDS = st.sampled_from(["mlp", "lenet5"])
 SEEDS = st.integers(0, 10_000)
@@ -209,3 +212,87 @@ def test_backward_follows_the_implementation_of_its_forward():
             loss.backward()
         engine = FastNormalization if second == "fast" else Normalization
         assert type(loss._norm) is engine and loss._impl == second
+
+
+# ----------------------------------------------------------------------------- same numbers
+# What the training loop uses to save time (the predictor, check_unchanged off, the
+# correct flags from the terms of delta X) must give the numbers it replaces bit for bit:
+# results files are compared exactly.
+
+
+@pytest.mark.parametrize("which", sorted(MODEL_LOSSES))
+@pytest.mark.parametrize("bias", [False, True])
+def test_predictor_gives_the_numbers_of_predict_proba(which, bias, impl):
+    """Loss.predictor (R(alpha) once for all chunks) = predict_proba per chunk."""
+    model, x, y = make_model("mlp", 10, bias=bias, dtype=np.float32)
+    loss = MODEL_LOSSES[which]("raw")
+    loss.forward(model, x, y)  # sets R1 / R0 where the loss takes them from alpha^0
+    p, X = loss.predictor(model, logits=True)(x)
+    p_ref, X_ref = loss.predict_proba_and_logits(model, x)
+    assert bits(p) == bits(p_ref) and bits(X) == bits(X_ref)
+    assert bits(loss.predictor(model)(x)) == bits(loss.predict_proba(model, x))
+
+
+@pytest.mark.parametrize("which", sorted(MODEL_LOSSES))
+@pytest.mark.parametrize("kind", ["mlp", "lenet5"])
+def test_check_unchanged_off_gives_the_same_numbers(which, kind, impl):
+    """check_unchanged=False (the training loop) skips the copy and the comparison of
+    alpha: the value, the diagnostics and every gradient are unchanged."""
+    out = []
+    for check in (True, False):
+        model, x, y = make_model(kind, 11, dtype=np.float32)
+        loss = MODEL_LOSSES[which]("raw")
+        loss.check_unchanged = check
+        value = loss.forward(model, x, y)
+        loss.backward()
+        last = loss.last
+        out.append((value, bits(last.confidence), bits(last.second), bits(last.correct),
+                    bits(last.values), dict(loss.grads),
+                    [bits(g) for layer in model.linear_layers() for g in layer.grads.values()]))
+    assert out[0] == out[1]
+
+
+def test_check_unchanged_refuses_a_change_of_alpha_between_forward_and_backward(impl):
+    model, x, y = make_model("mlp", 12)
+    loss = TwoScale(1.0)
+    loss.forward(model, x, y)
+    model.linear_layers()[0].params["W"][0, 0] += 1.0
+    with pytest.raises(RuntimeError, match="changed between"):
+        loss.backward()
+
+
+# logits with ties, near-ties (a few ulps apart), infinities and NaN; test-time scales
+# that make products round together (subnormal) or overflow, and non-positive ones
+LOGITS = st.lists(st.sampled_from([0.0, 1.0, 1.0000001, 0.9999999, -1.0, 2.5, 2.5000002,
+                                   3e38, -3e38, np.inf, -np.inf, np.nan, 1e-38, -1e-45]),
+                  min_size=12, max_size=12)
+SCALES = st.sampled_from([1e-46, 1e-40, 1e-30, 0.5, 1.0, 3.0, 1e30, 3e38, 3.5e38, 0.0, -1.0,
+                          np.inf, np.nan])
+
+
+@pytest.mark.parametrize("make", [lambda s: TwoScale(0.5, R1=s, R2=10.0),
+                                  lambda s: OneScale(R1=s),
+                                  lambda s: TwoScaleSeparation(0.5)])
+@given(values=LOGITS, scale=SCALES, labels=st.lists(st.integers(0, 2), min_size=4, max_size=4))
+def test_batch_correct_is_delta_gt_zero_of_the_test_time_logits(make, values, scale, labels):
+    """The fast path's last.correct, computed from the terms of delta X
+    (fast_normalized.correct), is confidence(scale X_hat) > 0 as the plain
+    NormalizedLoss._record computes it, with the test-time scale of predict_proba
+    (R1, or R for Eq. (17)). Crafted logits replace the forward pass, so this runs the
+    homogeneous path of the fast implementation only."""
+    import warnings
+    model = mt.models.mlp([2, 3, 3], seed=1)
+    X = np.array(values, dtype=np.float32).reshape(4, 3)
+    model.forward = lambda x: X.copy()  # crafted logits on the homogeneous path
+    loss = make(abs(scale) if scale > 0 and scale < np.inf else 1.0)
+    loss.check_finite = False
+    if isinstance(loss, TwoScale):  # any value, also <= 0 or not finite (docs/decisions.md#D17)
+        loss.params["R1"] = float(scale)
+    y = np.array(labels)
+    with warnings.catch_warnings(), mt.using("fast"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loss.forward(model, np.zeros((4, 2), np.float32), y)
+        R = loss.last.R
+        test_scale = loss._test_scale(model, R)
+        expected = confidence(test_scale * (X / R), y) > 0
+    np.testing.assert_array_equal(loss.last.correct, expected)
