@@ -23,13 +23,25 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import minits as mt  # noqa: E402
-from minits.layers import blocking, conv, pool  # noqa: E402
-from minits.layers.im2col import as_pair, col2im, conv_output_size  # noqa: E402
+from minits.layers import (  # noqa: E402
+    activations,
+    fast_blocking,
+    fast_conv,
+    fast_pool,
+    flatten,
+    pool,
+)
+from minits.layers.fast_im2col import as_pair  # noqa: E402
+from minits.layers.fast_pool import window_offsets  # noqa: E402
+from minits.layers.im2col import col2im, conv_output_size  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import BATCH, batches, cross_entropy  # noqa: E402
 
 # --- the straightforward versions the levers replaced ----------------------------------------
+# Each replaces one function of the fast implementation (minits/layers/fast_*.py), with
+# its signature; the layer classes hold the fast functions under their own names
+# (minits.layers.pool.fast_maxpool_forward, ...), so that is where they are patched.
 
 
 def im2col_one_stage(x, kernel_size, stride, out=None):
@@ -50,18 +62,19 @@ def no_blocking(out_channels, kernel_size, stride, out_width):
     return 1
 
 
-def input_grad_col2im(self, dout, padded_size):
+def input_grad_col2im(layer, dout, padded_size):
     """dx = col2im(W2.T @ dout2): the (C*k*k, N*Ho*Wo) product, then k*k slice adds."""
     F, N = dout.shape[:2]
-    W2 = self.params["W"].reshape(F, -1)
+    W2 = layer.params["W"].reshape(F, -1)
     dcols = W2.T @ dout.reshape(F, -1)
-    return col2im(dcols, (self.in_channels, N, *padded_size), self.kernel_size, self.stride)
+    return col2im(dcols, (layer.in_channels, N, *padded_size), layer.kernel_size, layer.stride)
 
 
-def pool_forward_masked(self, x):
+def pool_forward_masked(layer, x):
     """Running maximum updated through boolean masks (np.copyto(..., where=))."""
     xc = x.transpose(1, 0, 2, 3)
-    offsets = self._windows(x.shape)
+    _, _, Ho, Wo = layer.output_shape(x.shape)
+    offsets = window_offsets(layer.kernel_size, layer.stride, (Ho, Wo))
     _, rows, cols = next(offsets)
     out = xc[:, :, rows, cols].copy()
     argmax = np.zeros(out.shape, np.uint8)
@@ -71,25 +84,24 @@ def pool_forward_masked(self, x):
         np.greater(candidate, out, out=better)
         np.copyto(argmax, o, where=better)
         np.copyto(out, candidate, where=better)
-    self._argmax, self._input_shape = argmax, x.shape
-    return out.transpose(1, 0, 2, 3)
+    return out.transpose(1, 0, 2, 3), (argmax, x.shape)
 
 
-def pool_backward_where(self, dout, input_grad=True):
-    N, C, H, W = self._input_shape
+def pool_backward_where(layer, dout, cache, input_grad=True):
+    argmax, (N, C, H, W) = cache
     dc = dout.transpose(1, 0, 2, 3)
     dx = np.zeros((C, N, H, W), dout.dtype)
-    for o, rows, cols in self._windows(self._input_shape):
-        dx[:, :, rows, cols] += np.where(self._argmax == o, dc, 0)
+    for o, rows, cols in window_offsets(layer.kernel_size, layer.stride, dout.shape[2:]):
+        dx[:, :, rows, cols] += np.where(argmax == o, dc, 0)
     return dx.transpose(1, 0, 2, 3)
 
 
-def relu_backward_where(self, dout, input_grad=True):
-    return np.where(self._positive, dout, 0)
+def relu_backward_where(dout, positive, input_grad=True):
+    return np.where(positive, dout, 0)
 
 
-def flatten_backward_sample_major(self, dout, input_grad=True):
-    return dout.reshape(self._x.shape)
+def flatten_backward_sample_major(dout, x, input_grad=True):
+    return dout.reshape(x.shape)
 
 
 def fresh_array(layer, name, shape, dtype):
@@ -115,24 +127,27 @@ VARIANTS = {
     "all levers": ([], np.float32, False),
     "ReLU before pooling (list order)": ([(mt.Sequential, "schedule", in_list_order)],
                                          np.float32, False),
-    "pooling with masked updates": ([(mt.MaxPool2d, "forward", pool_forward_masked),
-                                     (mt.MaxPool2d, "backward", pool_backward_where)],
+    "pooling with masked updates": ([(pool, "fast_maxpool_forward", pool_forward_masked),
+                                     (pool, "fast_maxpool_backward", pool_backward_where)],
                                     np.float32, False),
-    "ReLU backward with np.where": ([(mt.ReLU, "backward", relu_backward_where)],
+    "ReLU backward with np.where": ([(activations, "fast_relu_backward", relu_backward_where)],
                                     np.float32, False),
-    "one-stage im2col": ([(conv, "im2col", im2col_one_stage)], np.float32, False),
-    "no output blocking (block 1)": ([(blocking, "choose_block", no_blocking)], np.float32, False),
-    "input gradient via col2im": ([(mt.Conv2d, "_input_grad", input_grad_col2im)],
+    "one-stage im2col": ([(fast_conv, "fast_im2col", im2col_one_stage)], np.float32, False),
+    "no output blocking (block 1)": ([(fast_blocking, "choose_block", no_blocking)],
+                                     np.float32, False),
+    "input gradient via col2im": ([(fast_conv, "fast_input_grad", input_grad_col2im)],
                                   np.float32, False),
-    "fresh work arrays every step": ([(conv, "scratch", fresh_array),
-                                      (pool, "scratch", fresh_array)], np.float32, False),
+    "fresh work arrays every step": ([(fast_conv, "scratch", fresh_array),
+                                      (fast_pool, "scratch", fresh_array)], np.float32, False),
     "NCHW copies between layers": (
         [(cls, name, contiguous_nchw(getattr(cls, name)))
          for cls in (mt.Conv2d, mt.MaxPool2d) for name in ("forward", "backward")],
         np.float32, False),
-    "Flatten backward sample-major": ([(mt.Flatten, "backward", flatten_backward_sample_major)],
-                                      np.float32, False),
+    "Flatten backward sample-major": ([(flatten, "fast_flatten_backward",
+                                        flatten_backward_sample_major)], np.float32, False),
     "input gradient of conv1 too": ([], np.float32, True),
+    # every lever off at once: the plain implementation, minits.using("plain")
+    "plain implementation": ([(mt.backend, "_current", "plain")], np.float32, False),
     "float64 throughout": ([], np.float64, False),
 }
 

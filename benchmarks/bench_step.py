@@ -6,7 +6,9 @@ batch of 128 float32 images, for the paper's networks: mlp [784, 128, 10] on
 all bias-free. Both frameworks run in the same process, their steps
 interleaved, with the same number of BLAS / intra-op threads, so the ratio
 minits / torch is robust to a machine that is busy with other work (absolute
-milliseconds are not).
+milliseconds are not). minits runs twice: its fast implementation (the default,
+what training uses) and its plain one (minits.using("plain"), the code to read),
+each in its own model; the plain ratio is reported, not targeted.
 
     python benchmarks/bench_step.py                  # 1 and 2 threads, 60 steps each
     python benchmarks/bench_step.py --quick          # a few steps, to check it runs
@@ -16,7 +18,8 @@ milliseconds are not).
     python benchmarks/bench_step.py --profile        # per-layer times of one lenet5 step
 
 Columns: median milliseconds per step with the interquartile range (IQR) in
-brackets, and the ratio of the medians (below 1: minits is faster).
+brackets, and the ratio of the medians to torch's (below 1: minits is faster), for
+the fast implementation and then for the plain one.
 """
 
 import argparse
@@ -134,7 +137,14 @@ def time_row(name, threads, repeats, torch):
     build, shape, k = MODELS[name]
     data = batches(shape, k)
     model = build()
-    steps = {"minits": lambda i: minits_step(model, *data[i % len(data)])}
+    plain_model = build()
+
+    def plain_step(i):
+        with mt.using("plain"):
+            return minits_step(plain_model, *data[i % len(data)])
+
+    steps = {"minits": lambda i: minits_step(model, *data[i % len(data)]),
+             "plain": plain_step}
     if torch is not None:
         torch.set_num_threads(threads)
         tstep = make_torch_step(name.split()[0], k)
@@ -158,7 +168,8 @@ def run_table(thread_counts, repeats):
         print("torch is not importable: printing minits times only")
     print(f"one training step, batch {BATCH}, float32, bias-free; median of {repeats} steps "
           "[IQR] in ms")
-    header = f"{'model':<14}{'threads':>8}{'minits ms':>18}{'torch ms':>18}{'ratio':>8}"
+    header = (f"{'model':<14}{'threads':>8}{'minits ms':>18}{'torch ms':>18}{'ratio':>8}"
+              f"{'plain ms':>18}{'plain ratio':>12}")
     print(header)
     print("-" * len(header))
     for threads in thread_counts:
@@ -167,9 +178,13 @@ def run_table(thread_counts, repeats):
                 row = time_row(name, threads, repeats, torch)
                 med, iqr = row["minits"]
                 line = f"{name:<14}{threads:>8}{med:>10.2f} [{iqr:5.2f}]"
+                pmed, piqr = row["plain"]
                 if "torch" in row:
                     tmed, tiqr = row["torch"]
                     line += f"{tmed:>10.2f} [{tiqr:5.2f}]{med / tmed:>8.2f}"
+                    line += f"{pmed:>10.2f} [{piqr:5.2f}]{pmed / tmed:>12.2f}"
+                else:
+                    line += f"{'':>26}{pmed:>10.2f} [{piqr:5.2f}]"
                 print(line, flush=True)
 
 
