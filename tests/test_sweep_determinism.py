@@ -42,9 +42,9 @@ def result_arrays(out):
     return found
 
 
-def assert_same_results(a, b):
+def assert_same_results(a, b, runs=4):
     ra, rb = result_arrays(a), result_arrays(b)
-    assert sorted(ra) == sorted(rb) and len(ra) == 4
+    assert sorted(ra) == sorted(rb) and len(ra) == runs
     for path, arrays in ra.items():
         assert sorted(arrays) == sorted(rb[path]), path
         for name, value in arrays.items():
@@ -77,6 +77,20 @@ def test_jobs_1_jobs_2_and_a_resumed_sweep_give_identical_result_files(tmp_path)
     assert checkpoint.saved_iteration(tasks[3].checkpoint_path) == 13
     assert cli.main([*ARGS, "--jobs", "2", "--out", resumed]) == 0
     assert_same_results(one, resumed)
+
+
+def test_worker_processes_run_the_implementation_of_the_sweep(tmp_path):
+    """--impl plain --jobs 2: the spawned workers compute with the plain implementation
+    (training.train enters RunConfig.impl): the numbers of --impl plain --jobs 1, which
+    differ from the fast implementation's in the last bits."""
+    args = [*ARGS, "--seeds", "1", "--iterations", "20", "--hidden", "64"]
+    out = {name: str(tmp_path / name) for name in ("plain1", "plain2", "fast1")}
+    assert cli.main([*args, "--impl", "plain", "--jobs", "1", "--out", out["plain1"]]) == 0
+    assert cli.main([*args, "--impl", "plain", "--jobs", "2", "--out", out["plain2"]]) == 0
+    assert cli.main([*args, "--impl", "fast", "--jobs", "1", "--out", out["fast1"]]) == 0
+    assert_same_results(out["plain1"], out["plain2"], runs=2)
+    with pytest.raises(AssertionError):
+        assert_same_results(out["plain1"], out["fast1"], runs=2)
 
 
 def test_a_folder_never_mixes_the_two_implementations(tmp_path, capsys):

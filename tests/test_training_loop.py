@@ -134,7 +134,8 @@ def test_huge_eta_is_the_traditional_loss_bit_for_bit(data):
 
 
 def test_a_scale_going_negative_is_reported_loudly(data):
-    """Paper-notes §14: tiny initial scales and a big step push R1 below zero."""
+    """docs/decisions.md#D17: tiny initial scales and a big step push R1 below zero; the
+    run says so once (no ScaleWarning at every step: pytest would turn it into an error)."""
     messages = []
     cfg = config(gain=0.5, lr=5.0, hidden=(16,))
     result = train(cfg, *data, log=messages.append)

@@ -295,7 +295,6 @@ def _run_here(tasks, bar, say):
 def _run_pool(tasks, jobs, bar, say, threads):
     ctx = multiprocessing.get_context("spawn")
     event, messages = ctx.Event(), ctx.Queue()
-    outcomes = []
     drain = threading.Thread(target=_drain, args=(messages, bar), daemon=True)
     drain.start()
     request = _StopRequest(event, bar.write)
@@ -307,26 +306,7 @@ def _run_pool(tasks, jobs, bar, say, threads):
                                               initializer=_worker_init,
                                               initargs=(event, messages, os.getpid(), threads))
                 futures = {pool.submit(_worker_run, t): t for t in tasks}
-            pending = set(futures)
-            cancelled = False
-            while pending:
-                finished, pending = cf.wait(pending, timeout=0.25,
-                                            return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    if future.cancelled():
-                        continue
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # a worker died (e.g. out of memory)
-                        t = futures[future]
-                        outcome = Outcome(t.config.key, t.config.seed, "failed",
-                                          f"worker process failed: {exc!r}")
-                    _report(outcome, bar)
-                    outcomes.append(outcome)
-                if event.is_set() and not cancelled:
-                    for future in pending:
-                        future.cancel()
-                    cancelled = True
+            outcomes = _collect(futures, event, bar)
         pool.shutdown(wait=True)
     except KeyboardInterrupt:
         if pool is not None:
@@ -338,6 +318,30 @@ def _run_pool(tasks, jobs, bar, say, threads):
         messages.put(None)
         drain.join(timeout=2)
     return outcomes, event.is_set()
+
+
+def _collect(futures, event, bar):
+    """The outcome of every future (future -> Task), reported as it comes; once a stop is
+    requested (event), the tasks still queued are cancelled."""
+    outcomes, pending, cancelled = [], set(futures), False
+    while pending:
+        finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+        for future in finished:
+            if future.cancelled():
+                continue
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a worker died (e.g. out of memory)
+                t = futures[future]
+                outcome = Outcome(t.config.key, t.config.seed, "failed",
+                                  f"worker process failed: {exc!r}")
+            _report(outcome, bar)
+            outcomes.append(outcome)
+        if event.is_set() and not cancelled:
+            for future in pending:
+                future.cancel()
+            cancelled = True
+    return outcomes
 
 
 def _drain(messages, bar):

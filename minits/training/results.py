@@ -32,7 +32,8 @@ class RunResult:
 
     @property
     def scale_alarm(self):
-        """The §14 alarm message of this run, or '' when every scale stayed > 0."""
+        """The alarm message of this run (a scale <= 0 or a diverged run, docs/decisions.md#D17),
+        or '' when all was well."""
         return self.history.scale_alarm_message
 
 
