@@ -21,7 +21,7 @@ input raises ValueError / TypeError naming the argument.
 import numpy as np
 
 from .scale import confidence as _confidence
-from .scale import row_max
+from .layers.reductions import row_max
 
 HISTOGRAM_BINS = 20
 
