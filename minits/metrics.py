@@ -20,8 +20,8 @@ input raises ValueError / TypeError naming the argument.
 
 import numpy as np
 
-from .scale import confidence as _confidence
 from .layers.reductions import row_max
+from .scale import confidence as _confidence
 
 HISTOGRAM_BINS = 20
 
