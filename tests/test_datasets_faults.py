@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_datasets import write_idx_pair, write_mnist
+from datasets_files import isolate, write_cifar10, write_idx_pair, write_mnist
 
 import minits as mt
 from minits.datasets import DatasetFormatError, catalog, idx
@@ -14,16 +14,7 @@ from minits.datasets import DatasetFormatError, catalog, idx
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No network, no real data, no user cache: every search root is under tmp_path."""
-    monkeypatch.setenv("MINITS_OFFLINE", "1")
-    monkeypatch.delenv("MINITS_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    fashion = dataclasses.replace(catalog.FASHION_MNIST,
-                                  system_roots=(str(tmp_path / "usr-share-datasets"),))
-    monkeypatch.setitem(catalog.SOURCES, "fashion-mnist", fashion)
-    return tmp_path
+    return isolate(tmp_path, monkeypatch)
 
 
 # ----------------------------------------------------------------------------- image size
@@ -74,7 +65,6 @@ def test_a_folder_where_a_file_should_be_is_reported_as_such(tmp_path, stored):
 
 
 def test_a_folder_for_a_cifar_batch_is_reported_as_such(tmp_path):
-    from test_datasets import write_cifar10
     folder, _ = write_cifar10(tmp_path / "data", n=4)
     (folder / "data_batch_3").unlink()
     (folder / "data_batch_3").mkdir()

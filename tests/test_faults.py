@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from test_datasets import write_idx_pair
+from datasets_files import write_idx_pair
 
 from minits import cli
 from minits.datasets import catalog
