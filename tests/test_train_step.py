@@ -139,9 +139,10 @@ def test_a_diverging_run_stops_with_nan_results_and_says_what_to_change(data, va
     overflows. The run stops there, says so once (lower the learning rate), ends
     completed with NaN measures, and no raw numpy RuntimeWarning escapes (pytest turns
     them into errors)."""
-    messages = []
+    messages, steps = [], []
     result = train(config(variant=variant, eta=eta, lr=1e30, iterations=20, dtype="float32"),
-                   *data, log=messages.append)
+                   *data, log=messages.append, progress=steps.append)
+    assert sum(steps) == 20  # a sweep's progress bar counts the steps skipped as done
     assert result.completed and result.iteration == 20
     diverged = [m for m in messages if "diverged" in m]
     assert len(diverged) == 1, messages

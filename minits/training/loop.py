@@ -94,13 +94,14 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
         if run.t == 0:
             run.evaluate()
-        while run.t < T and not run.diverged:
+        while run.t < T:
             run.step()
-            if run.t in eval_points and run.t < T and not run.diverged:
+            done = run.t >= T or run.diverged
+            if run.t in eval_points and not done:
                 run.evaluate()  # the evaluation at T is part of the final measures
-            if progress is not None:
-                progress(1)
-            if run.t >= T or run.diverged:
+            if progress is not None:  # a diverged run skips the steps it had left
+                progress(1 + (T - run.t if run.diverged else 0))
+            if done:
                 break
             if (stop is not None and stop.is_set()) or (max_iterations is not None
                                                         and run.t >= max_iterations):
