@@ -87,6 +87,10 @@ def _common(p, *, seeds_default=None):
                    help="runs side by side in N processes (default: the number of cores, "
                         f"{cores} here); every run trains with one BLAS thread, so the "
                         "numbers are the same whatever N is")
+    g.add_argument("--blas-threads", type=positive_int, default=1, metavar="N",
+                   help="BLAS threads per run (default 1). More threads split the matrix "
+                        "products' sums differently: the last bits of the numbers then "
+                        "depend on N (and differ from the default's)")
     g.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>)")
     g.add_argument("--data-dir", metavar="DIR",
                    help="folder with the data sets (default: $MINITS_DATA, ./datasets, cache)")
@@ -274,7 +278,7 @@ def main(argv=None):
     try:
         summary, stopped, outcomes = experiments.run_experiment(
             experiment, out, jobs=args.jobs, data_dir=args.data_dir,
-            show_progress=not args.no_progress)
+            show_progress=not args.no_progress, threads=args.blas_threads)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS

@@ -118,3 +118,20 @@ def test_the_implementation_is_recorded_in_config_json_and_the_table(tmp_path, c
 def test_the_default_jobs_is_the_number_of_cores():
     args = cli.build_parser().parse_args(["demo"])
     assert args.jobs == executor.available_cores() >= 1
+    assert args.blas_threads == 1
+
+
+def test_blas_threads_reach_the_runs(tmp_path, monkeypatch):
+    """--blas-threads N: the runs of this process train inside blas_threads(N)."""
+    seen = []
+    real = executor.blas_threads
+
+    def spy(n):
+        seen.append(n)
+        return real(n)
+
+    monkeypatch.setattr(executor, "blas_threads", spy)
+    args = [*ARGS, "--seeds", "1", "--iterations", "4", "--eval-every", "2", "--jobs", "1"]
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert cli.main([*args, "--blas-threads", "2", "--out", str(tmp_path / "b")]) == 0
+    assert seen == [1, 2]
