@@ -100,7 +100,11 @@ def _common(p, *, seeds_default=None):
                    help="test-set evaluation interval in iterations")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-figures", action="store_true", help="do not draw PNG figures")
-    m = p.add_argument_group("model and loss")
+    _training_args(p.add_argument_group("model and loss"))
+
+
+def _training_args(m):
+    """The options of every run: confidence, initialisation, SGD, dtype, implementation."""
     m.add_argument("--confidence", choices=CONFIDENCES, default="raw",
                    help="which dX splits Eq. (13): raw dX (literal, default), normalized dX_hat, "
                         "or dX of R1 X_hat (scaled)")
@@ -156,6 +160,16 @@ def build_parser():
                    help="eta values (default: the preset's)")
     _common(p)
 
+    _compare_and_train(sub)
+
+    p = sub.add_parser("report", help="print the table and redraw the figures of a run folder")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument("--no-figures", action="store_true")
+    return parser
+
+
+def _compare_and_train(sub):
+    """The two commands for one's own comparisons: compare (several losses) and train."""
     p = sub.add_parser("compare", help="traditional vs two-scale variants vs plain "
                                        "cross-entropy on one data set")
     _model_args(p)
@@ -173,11 +187,6 @@ def build_parser():
     p.add_argument("--eta", type=positive_float,
                    help="threshold of Eq. (13) (two-scale, fixed, separation; default 0.01)")
     _common(p, seeds_default=1)
-
-    p = sub.add_parser("report", help="print the table and redraw the figures of a run folder")
-    p.add_argument("folder", metavar="DIR")
-    p.add_argument("--no-figures", action="store_true")
-    return parser
 
 
 # ----------------------------------------------------------------------------- commands
