@@ -134,8 +134,10 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         raise ValueError(f"data set {dataset.name!r} has no coarse labels: "
                          "super-class measures (Eq. (20)) need them")
     y = dataset.labels
-    proba, X = predict(model, loss, dataset, dtype, standardize, chunk, logits=True,
-                       inputs=inputs)
+    # parameters gone wild overflow to inf (checked just below) rather than warn
+    with np.errstate(over="ignore", invalid="ignore"):
+        proba, X = predict(model, loss, dataset, dtype, standardize, chunk, logits=True,
+                           inputs=inputs)
     ks = top_k_values(proba.shape[1])
     out = {"topk_k": ks, "close_enough_at": AT_GRID, "W_eta": ETA_GRID}
     if not (np.all(np.isfinite(proba)) and np.all(np.isfinite(X))):

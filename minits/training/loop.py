@@ -258,6 +258,11 @@ def _not_finite(value, model, loss):
     """What is inf or NaN after a step (the loss, alpha or a scale), or None when all is finite."""
     if not math.isfinite(value):
         return f"the batch loss is {value}"
+    # the loss on alpha_hat may stay finite while the raw logits X(alpha) overflow; then the
+    # confidence that splits Eq. (13) is inf or NaN and the split means nothing
+    delta = getattr(loss.last, "confidence", None)
+    if delta is not None and not np.isfinite(delta).all():
+        return "the confidence dX that splits the batch is inf or NaN (the raw logits overflow)"
     for l, layer in enumerate(model.linear_layers(), start=1):
         for name, p in layer.params.items():
             if not np.isfinite(p).all():
