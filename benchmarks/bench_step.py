@@ -3,10 +3,10 @@
 A step is forward, softmax cross-entropy, backward and an SGD update on one
 batch of 128 float32 images, for the paper's networks: mlp [784, 128, 10] on
 (1, 28, 28) inputs and lenet5 with K = 10 and K = 100 on (3, 32, 32) inputs,
-all bias-free. Both frameworks run in the same process, their steps
-interleaved, with the same number of BLAS / intra-op threads, so the ratio
-minits / torch is robust to a machine that is busy with other work (absolute
-milliseconds are not). minits runs twice: its fast implementation (the default,
+all bias-free. Both frameworks run in the same process, in alternating blocks
+of steps (time_row says why blocks), with the same number of BLAS / intra-op
+threads, so the ratio minits / torch is robust to a machine that is busy with
+other work (absolute milliseconds are not). minits runs twice: its fast implementation (the default,
 what training uses) and its plain one (minits.using("plain"), the code to read),
 each in its own model; the plain ratio is reported, not targeted.
 
@@ -17,9 +17,9 @@ each in its own model; the plain ratio is reported, not targeted.
     python benchmarks/bench_step.py --threads 1 --clock cpu    # CPU time: a busy machine
     python benchmarks/bench_step.py --profile        # per-layer times of one lenet5 step
 
-Columns: median milliseconds per step with the interquartile range (IQR) in
-brackets, and the ratio of the medians to torch's (below 1: minits is faster), for
-the fast implementation and then for the plain one.
+Columns: milliseconds per step, the median over blocks with the interquartile
+range over blocks (IQR) in brackets, and the ratio of the medians to torch's
+(below 1: minits is faster), for the fast implementation and then the plain one.
 """
 
 import argparse
@@ -37,6 +37,7 @@ import minits as mt  # noqa: E402
 BATCH = 128
 LR = 0.01
 WARMUP = 10
+BLOCK = 10  # steps per timed block (time_row)
 CLOCK = time.perf_counter  # --clock cpu: time.process_time
 
 # name -> (minits builder, input shape per sample, number of classes)
@@ -132,8 +133,18 @@ def summary(times):
     return med, q3 - q1
 
 
-def time_row(name, threads, repeats, torch):
-    """Median step times of minits and torch for one model, their steps interleaved."""
+def time_row(name, threads, repeats, torch, block=BLOCK):
+    """Median step times of minits (fast, plain) and torch for one model, in blocks.
+
+    Each framework runs `block` steps back to back with its thread pool warm, timed as
+    one block; the frameworks' blocks alternate (and which one goes first alternates),
+    so a busy machine slows all of them alike. Steps are not interleaved one by one:
+    with more than one thread, OpenBLAS's pool and PyTorch's OpenMP pool (which spins
+    after each parallel region) would then fight over the same cores on every switch,
+    and PyTorch's 2-thread step measured slower than its 1-thread one. Returns, per
+    framework, the median over blocks of the time per step, and the interquartile
+    range over blocks (ms).
+    """
     build, shape, k = MODELS[name]
     data = batches(shape, k)
     model = build()
@@ -150,15 +161,19 @@ def time_row(name, threads, repeats, torch):
         tstep = make_torch_step(name.split()[0], k)
         tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         steps["torch"] = lambda i: tstep(*tdata[i % len(tdata)])
+    for step in steps.values():  # warm-up: caches, allocator, thread pools
+        for i in range(WARMUP):
+            step(i)
+    blocks = max(1, -(-repeats // block))
     times = {key: [] for key in steps}
     order = list(steps)
-    for i in range(WARMUP + repeats):
-        order.reverse()  # alternate who goes first, so neither always runs on a warm cache
+    for b in range(blocks):
+        order.reverse()  # alternate who goes first, so nobody always runs on a warm cache
         for key in order:
             t0 = CLOCK()
-            steps[key](i)
-            if i >= WARMUP:
-                times[key].append(CLOCK() - t0)
+            for i in range(b * block, (b + 1) * block):
+                steps[key](i)
+            times[key].append((CLOCK() - t0) / block)
     return {key: summary(t) for key, t in times.items()}
 
 
@@ -166,8 +181,10 @@ def run_table(thread_counts, repeats):
     torch = import_torch()
     if torch is None:
         print("torch is not importable: printing minits times only")
-    print(f"one training step, batch {BATCH}, float32, bias-free; median of {repeats} steps "
-          "[IQR] in ms")
+    block = min(BLOCK, repeats)
+    blocks = -(-repeats // block)
+    print(f"one training step, batch {BATCH}, float32, bias-free; {blocks} blocks of {block} "
+          "steps per framework: median over blocks of the ms per step [IQR]")
     header = (f"{'model':<14}{'threads':>8}{'minits ms':>18}{'torch ms':>18}{'ratio':>8}"
               f"{'plain ms':>18}{'plain ratio':>12}")
     print(header)
@@ -175,7 +192,7 @@ def run_table(thread_counts, repeats):
     for threads in thread_counts:
         with threadpool_limits(limits=threads):
             for name in MODELS:
-                row = time_row(name, threads, repeats, torch)
+                row = time_row(name, threads, repeats, torch, block)
                 med, iqr = row["minits"]
                 line = f"{name:<14}{threads:>8}{med:>10.2f} [{iqr:5.2f}]"
                 pmed, piqr = row["plain"]
