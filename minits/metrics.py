@@ -14,6 +14,10 @@ The same strict rule runs through top-k, balanced and super-class accuracy;
 close-enough accuracy keeps the paper's ``>=`` (ties count). With continuous
 outputs ties have probability zero and all rules agree with scikit-learn's.
 
+Calibration (Guo et al. 2017, not in the paper): the expected and maximal calibration
+errors and the reliability diagram, on the top-label confidence max_i p_i, measure how
+far the probabilities that Figs. 4-6 show are from the frequencies of being right.
+
 Inputs are checked: shapes, integer labels in 0..K-1, finite values; bad
 input raises ValueError / TypeError naming the argument.
 """
@@ -227,7 +231,79 @@ def probability_histograms(y, proba, bins=HISTOGRAM_BINS):
     return out
 
 
+# ----------------------------------------------------------------------------- calibration
+
+CALIBRATION_BINS = 15
+CALIBRATION_NORMS = ("l1", "l2", "max")
+
+
+def reliability(y, proba, n_bins=CALIBRATION_BINS):
+    """Reliability diagram data (Guo et al. 2017, Sec. 2): top-label confidence
+    c(s) = max_i p_i against the accuracy of the prediction argmax_i p_i, per bin.
+
+    Equal-width bins I_m = (edges[m], edges[m+1]], edges = linspace(0, 1, n_bins + 1),
+    Guo et al.'s (lo, hi]; c = 0 (never a maximum of K >= 1 probabilities unless all
+    are 0) goes to the first bin. torchmetrics bins [lo, hi) with c = 1 in a bin of its
+    own; the two agree unless a confidence lies exactly on an edge (or is 1, as float32
+    confidences of well-classified objects often are: here they count in the last bin).
+    The prediction is argmax (the lowest index on a tie), the field's convention, not
+    the strict rule of Eq. (11): the two differ only on exact ties.
+    Inputs: y: int (n,); proba: (n, K) probabilities in [0, 1]; n_bins: int >= 1.
+    Output: dict of float64 arrays: "edges" (n_bins + 1,), "count" (n_bins,) (int64),
+        "confidence" and "accuracy" (n_bins,): the mean c and the fraction of correct
+        predictions of the objects in each bin (NaN for an empty bin).
+    """
+    y, proba = _check(y, proba)
+    n_bins = _check_bins(n_bins)
+    if np.any(proba < 0) or np.any(proba > 1):
+        raise ValueError("proba must hold probabilities in [0, 1]; got values in "
+                         f"[{proba.min()}, {proba.max()}]")
+    c = row_max(proba).astype(np.float64)
+    correct = (np.argmax(proba, axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # side="left": edges[m] < c <= edges[m + 1] puts c in bin m, the (lo, hi] rule
+    bin_of = np.clip(np.searchsorted(edges, c, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(bin_of, minlength=n_bins)
+    with np.errstate(invalid="ignore"):  # an empty bin: 0 / 0 -> NaN
+        confidence = np.bincount(bin_of, weights=c, minlength=n_bins) / count
+        accuracy = np.bincount(bin_of, weights=correct, minlength=n_bins) / count
+    return {"edges": edges, "count": count.astype(np.int64), "confidence": confidence,
+            "accuracy": accuracy}
+
+
+def expected_calibration_error(y, proba, n_bins=CALIBRATION_BINS, norm="l1"):
+    """Calibration error over the bins of :func:`reliability` (Guo et al. 2017, Eq. (3);
+    torchmetrics' CalibrationError(task="multiclass", norm=...)), with gaps
+    g_m = |acc(I_m) - conf(I_m)| and weights w_m = #I_m / n over the non-empty bins:
+
+        "l1"  ECE = sum_m w_m g_m
+        "l2"  sqrt(sum_m w_m g_m^2)
+        "max" MCE = max_m g_m.
+
+    Inputs: y: int (n,); proba: (n, K) probabilities; n_bins: int >= 1;
+        norm: "l1" | "l2" | "max".
+    Output: float in [0, 1].
+    """
+    if norm not in CALIBRATION_NORMS:
+        raise ValueError(f"norm must be one of {', '.join(CALIBRATION_NORMS)}; got {norm!r}")
+    bins = reliability(y, proba, n_bins)
+    full = bins["count"] > 0
+    gap = np.abs(bins["accuracy"][full] - bins["confidence"][full])
+    weight = bins["count"][full] / bins["count"].sum()
+    if norm == "l1":
+        return float(np.sum(weight * gap))
+    if norm == "l2":
+        return float(np.sqrt(np.sum(weight * gap**2)))
+    return float(np.max(gap))
+
+
 # ----------------------------------------------------------------------------- helpers
+
+
+def _check_bins(n_bins):
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+    return int(n_bins)
 
 
 def _correct(y, proba):
