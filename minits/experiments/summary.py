@@ -22,7 +22,9 @@ IDENTICAL_VARIANTS = ("two-scale", "fixed")
 
 CSV_COLUMNS = [
     "variant", "eta", "seeds", "train_acc_mean", "train_acc_std", "test_acc_mean",
-    "test_acc_std", "delta_train_pp", "delta_test_pp", "paper_delta_train_pp",
+    "test_acc_std", "test_ece_mean", "test_ece_std", "test_mce_mean", "test_mce_std",
+    "test_ece_temperature_mean", "test_ece_temperature_std", "temperature_mean",
+    "delta_train_pp", "delta_test_pp", "paper_delta_train_pp",
     "paper_delta_test_pp", "identical_to_traditional", "max_batch_diff_pp", "early_deficit_pp",
     "scale_alarms", "diverged", "train_batch_acc_mean",
     "train_batch_acc_std", "test_balanced_acc_mean", "test_nll_mean", "test_top5_mean",
@@ -108,6 +110,13 @@ def _measures(result):
         hit = np.isclose(at, a)
         if hit.any():
             out[f"test_close_{a:g}"] = float(np.asarray(te["close_enough"])[hit][0])
+    # calibration (results files written before it have none: the columns stay empty)
+    for name, key in (("test_ece", "ece"), ("test_mce", "mce"),
+                      ("test_ece_temperature", "ece_temperature")):
+        if key in te:
+            out[name] = te[key]
+    if "temperature" in te:  # T_A, T_B of the cross-fitting: their geometric mean
+        out["temperature"] = float(np.exp(np.mean(np.log(te["temperature"]))))
     if "superclass_accuracy" in tr:
         out["train_superclass_acc"] = tr["superclass_accuracy"]
         out["test_superclass_acc"] = te["superclass_accuracy"]
@@ -209,16 +218,22 @@ def format_table(summary):
              "Δ = mean paired difference to traditional (same seed), points; max|Δ batch| = "
              "largest gap of the seed-averaged batch-accuracy curves;",
              "= trad.: seeds identical to traditional on every batch and test evaluation; "
-             "paper: the paper's Δ train / Δ test"]
-    header = ["configuration", "seeds", "train acc", "test acc", "Δ train", "Δ test",
-              "max|Δ batch|", "= trad.", "paper"]
+             "paper: the paper's Δ train / Δ test;",
+             "ECE, MCE: calibration errors of the test probabilities in points (15 bins, "
+             "Guo et al. 2017); ECE·T: after a temperature fitted on the other half of the "
+             "test set (minits.temperature)"]
+    header = ["configuration", "seeds", "train acc", "test acc", "ECE", "MCE", "ECE·T",
+              "Δ train", "Δ test", "max|Δ batch|", "= trad.", "paper"]
     table = [header]
     for r in summary.rows:
         ident = "" if not r.identical else f"{r.identical[0]}/{r.identical[1]}"
         seeds = str(r.seeds) + ("" if r.seeds == len(e.seeds) else f"/{len(e.seeds)}")
         label = r.label + (" (!)" if r.alarms else "")
-        table.append([label, seeds, _pct(r.stats.get("train_acc", (math.nan,) * 2)),
-                      _pct(r.stats.get("test_acc", (math.nan,) * 2)),
+        def ms(name, r=r):
+            return _pct(r.stats.get(name, (math.nan,) * 2))
+
+        table.append([label, seeds, ms("train_acc"), ms("test_acc"), ms("test_ece"),
+                      ms("test_mce"), ms("test_ece_temperature"),
                       _signed(r.delta_train), _signed(r.delta_test),
                       "—" if math.isnan(r.max_batch_diff) else f"{r.max_batch_diff:.2f}", ident,
                       _paper_text(r.paper)])
@@ -238,8 +253,28 @@ def _separation_line(experiment):
             "(docs/decisions.md#D11)"] if scales else []
 
 
+def best_two_scale(summary):
+    """The two-scale row (Eq. (13)) with the best mean test accuracy, the "best eta" of the
+    calibration figures and line; None when no two-scale run has finished."""
+    rows = [r for r in summary.rows if r.variant == "two-scale"
+            and not math.isnan(r.stats.get("test_acc", (math.nan,))[0])]
+    return max(rows, key=lambda r: r.stats["test_acc"][0], default=None)
+
+
+def _temperature_line(summary):
+    """Does the two-scale loss do more for calibration than one temperature would?"""
+    base, best = summary.baseline, best_two_scale(summary)
+    if base is None or best is None or "test_ece_temperature" not in base.stats:
+        return []
+    return [f"calibration: {base.label} ECE {_pct(base.stats['test_ece'])}, with a "
+            f"temperature {_pct(base.stats['test_ece_temperature'])} (T = "
+            f"{base.stats['temperature'][0]:.3g}); {best.label} (best test acc) ECE "
+            f"{_pct(best.stats['test_ece'])}, with a temperature "
+            f"{_pct(best.stats['test_ece_temperature'])}; points"]
+
+
 def _extra_lines(summary):
-    lines = []
+    lines = _temperature_line(summary)
     for r in summary.rows:
         if r.variant == "two-scale" and r.eta is not None and r.eta >= 100 and r.identical:
             k, n = r.identical
@@ -282,6 +317,11 @@ def csv_rows(summary):
             "seeds": str(r.seeds),
             "train_acc_mean": get("train_acc"), "train_acc_std": get("train_acc", 1),
             "test_acc_mean": get("test_acc"), "test_acc_std": get("test_acc", 1),
+            "test_ece_mean": get("test_ece"), "test_ece_std": get("test_ece", 1),
+            "test_mce_mean": get("test_mce"), "test_mce_std": get("test_mce", 1),
+            "test_ece_temperature_mean": get("test_ece_temperature"),
+            "test_ece_temperature_std": get("test_ece_temperature", 1),
+            "temperature_mean": get("temperature"),
             "delta_train_pp": num(r.delta_train), "delta_test_pp": num(r.delta_test),
             "paper_delta_train_pp": num(r.paper.get("train_delta")),
             "paper_delta_test_pp": num(r.paper.get("test_delta")),

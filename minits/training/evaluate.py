@@ -6,7 +6,7 @@ The correct class is used only after the probabilities are computed.
 
 import numpy as np
 
-from .. import datasets, metrics
+from .. import datasets, metrics, temperature
 from ..scale import row_max
 
 AT_GRID = np.round(np.linspace(0.0, 0.05, 11), 6)
@@ -94,14 +94,42 @@ def mean_nll(labels, proba):
     return float(np.mean(-np.log(np.maximum(p_correct, np.finfo(np.float64).tiny))))
 
 
+def calibration(labels, proba):
+    """Calibration of the probabilities (metrics.reliability, CALIBRATION_BINS bins):
+    {"ece": l1 error, "mce": max error, "reliability_confidence", "reliability_accuracy"
+    float64 (bins,), "reliability_count" int64 (bins,)}. labels: int (n,); proba: (n, K)."""
+    bins = metrics.reliability(labels, proba)
+    full = bins["count"] > 0
+    gap = np.abs(bins["accuracy"][full] - bins["confidence"][full])
+    # the norms of metrics.expected_calibration_error from the one binning
+    return {"ece": float(np.sum(bins["count"][full] * gap) / len(labels)),
+            "mce": float(np.max(gap)),
+            "reliability_confidence": bins["confidence"],
+            "reliability_accuracy": bins["accuracy"], "reliability_count": bins["count"]}
+
+
 def quick_measures(model, loss, dataset, dtype, standardize, chunk=500, inputs=None):
-    """(accuracy Eq. (11), mean cross-entropy) on `dataset`: the interval test evaluation.
-    Both are NaN when the probabilities are not finite (a diverged run, docs/decisions.md#D17).
+    """The interval test evaluation on `dataset`: {"test_acc": accuracy Eq. (11),
+    "test_loss": mean cross-entropy, "test_ece", "test_mce": calibration errors}, all
+    NaN when the probabilities are not finite (a diverged run, docs/decisions.md#D17).
     inputs: as in predict."""
     proba = predict(model, loss, dataset, dtype, standardize, chunk, inputs=inputs)
     if not np.all(np.isfinite(proba)):
-        return np.nan, np.nan
-    return float(metrics.accuracy(dataset.labels, proba)), mean_nll(dataset.labels, proba)
+        return dict.fromkeys(("test_acc", "test_loss", "test_ece", "test_mce"), np.nan)
+    calib = calibration(dataset.labels, proba)
+    return {"test_acc": float(metrics.accuracy(dataset.labels, proba)),
+            "test_loss": mean_nll(dataset.labels, proba),
+            "test_ece": calib["ece"], "test_mce": calib["mce"]}
+
+
+def temperature_measures(labels, proba):
+    """The temperature baseline on a test set (minits.temperature.cross_fitted): {"temperature"
+    (2,) = (T_A, T_B), "ece_temperature", "mce_temperature", "nll_temperature"}.
+    labels: int (n,) with n >= 2; proba: (n, K)."""
+    tempered, temperatures = temperature.cross_fitted(labels, proba)
+    calib = calibration(labels, tempered)
+    return {"temperature": np.asarray(temperatures), "ece_temperature": calib["ece"],
+            "mce_temperature": calib["mce"], "nll_temperature": mean_nll(labels, tempered)}
 
 
 def coarse_probabilities(proba, fine_to_coarse, num_coarse):
@@ -123,10 +151,13 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
 
     Returns a dict of scalars and arrays:
       accuracy (Eq. (11)), balanced_accuracy, nll, topk (k = top_k_values(K)),
-      close_enough (at = AT_GRID), W_fraction (#W_{eta,I}/#I for eta = ETA_GRID, raw dX);
+      close_enough (at = AT_GRID), W_fraction (#W_{eta,I}/#I for eta = ETA_GRID, raw dX),
+      ece, mce and reliability_* (the bins of the reliability diagram), see calibration;
       with superclass: superclass_accuracy (Eq. (20)), superclass_close_enough;
       with per_object: p_max, p_correct (n,), delta_p (Eq. (19), misclassified objects
-      only), pred, label, confidence dX (n,): the arrays behind the histograms of Figs. 4-6.
+      only), pred, label, confidence dX (n,): the arrays behind the histograms of Figs. 4-6,
+      and the temperature baseline (temperature_measures: temperature, ece_temperature,
+      mce_temperature, nll_temperature).
     A diverged run (non-finite outputs) gets NaN measures rather than an error.
     inputs: as in predict.
     """
@@ -152,6 +183,7 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         "close_enough": np.asarray(metrics.close_enough_accuracy(y, proba, AT_GRID),
                                    dtype=float),
         "W_fraction": metrics.well_classified_count(dX, ETA_GRID) / len(y),
+        **calibration(y, proba),
     })
     if superclass:
         yc = dataset.coarse_labels
@@ -168,6 +200,7 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         out["label"] = np.asarray(y).astype(np.int16)
         with np.errstate(over="ignore"):  # beyond float32's range (a run gone wild): +-inf
             out["confidence"] = dX.astype(np.float32)
+        out.update(temperature_measures(y, proba))
     return out
 
 
@@ -182,12 +215,18 @@ def diverged_measures(dataset, superclass=False, per_object=False):
 def _diverged(out, n, ks, superclass, per_object):
     """The measures of a run whose outputs are not finite: NaN everywhere (same keys)."""
     nan = np.nan
+    bins = metrics.CALIBRATION_BINS
     out.update(accuracy=nan, balanced_accuracy=nan, nll=nan, topk=np.full(len(ks), nan),
-               close_enough=np.full(len(AT_GRID), nan), W_fraction=np.full(len(ETA_GRID), nan))
+               close_enough=np.full(len(AT_GRID), nan), W_fraction=np.full(len(ETA_GRID), nan),
+               ece=nan, mce=nan, reliability_confidence=np.full(bins, nan),
+               reliability_accuracy=np.full(bins, nan),
+               reliability_count=np.zeros(bins, np.int64))
     if superclass:
         out.update(superclass_accuracy=nan, superclass_close_enough=np.full(len(AT_GRID), nan))
     if per_object:
         out.update(p_max=np.full(n, nan, np.float32), p_correct=np.full(n, nan, np.float32),
                    delta_p=np.zeros(0, np.float32), pred=np.full(n, -1, np.int16),
-                   label=np.full(n, -1, np.int16), confidence=np.full(n, nan, np.float32))
+                   label=np.full(n, -1, np.int16), confidence=np.full(n, nan, np.float32),
+                   temperature=np.full(2, nan), ece_temperature=nan, mce_temperature=nan,
+                   nll_temperature=nan)
     return out

@@ -13,15 +13,17 @@ Per iteration t = 0..T-1 (before the SGD step of iteration t):
     frac_well   fraction of the batch in the well-classified branch of Eq. (13)/(17),
                 dX >= eta (NaN for losses without branches)
 Per evaluation e (iterations 0, eval_every, 2*eval_every, ..., T):
-    eval_iteration, test_acc, test_loss (cross-entropy of the test probabilities)
+    eval_iteration, test_acc, test_loss (cross-entropy of the test probabilities),
+    test_ece, test_mce (calibration errors of the test probabilities, 15 bins:
+    metrics.expected_calibration_error with norm "l1" and "max")
 """
 
 import numpy as np
 
 PER_ITERATION = ("batch_acc", "batch_loss", "R", "R1", "R2", "Rs", "R_first", "frac_well")
-ADDED_LATER = ("R_first",)
+ADDED_LATER = ("R_first", "test_ece", "test_mce")
 """Records that files written before they existed lack: read back as NaN."""
-PER_EVALUATION = ("eval_iteration", "test_acc", "test_loss")
+PER_EVALUATION = ("eval_iteration", "test_acc", "test_loss", "test_ece", "test_mce")
 
 
 def evaluation_iterations(iterations, eval_every):
@@ -50,8 +52,8 @@ class History:
         self.arrays = {name: np.full(self.iterations, np.nan) for name in PER_ITERATION}
         points = evaluation_iterations(self.iterations, int(eval_every))
         self.arrays["eval_iteration"] = points
-        self.arrays["test_acc"] = np.full(len(points), np.nan)
-        self.arrays["test_loss"] = np.full(len(points), np.nan)
+        for name in PER_EVALUATION[1:]:
+            self.arrays[name] = np.full(len(points), np.nan)
         self.scale_alarm_iteration = -1
         self.scale_alarm_message = ""
         self.elapsed = 0.0  # seconds of training so far, summed over resumed sessions
@@ -64,11 +66,12 @@ class History:
         for name, value in values.items():
             self.arrays[name][t] = value
 
-    def record_eval(self, iteration, test_acc, test_loss):
-        """Store the test measures taken after `iteration` SGD steps."""
+    def record_eval(self, iteration, **values):
+        """Store the test measures taken after `iteration` SGD steps (names from
+        PER_EVALUATION: test_acc, test_loss, test_ece, test_mce)."""
         (index,) = np.flatnonzero(self.arrays["eval_iteration"] == iteration)
-        self.arrays["test_acc"][index] = test_acc
-        self.arrays["test_loss"][index] = test_loss
+        for name, value in values.items():
+            self.arrays[name][index] = value
 
     def raise_alarm(self, t, message):
         """Remember the first iteration where a scale went <= 0 or the loss went non-finite."""

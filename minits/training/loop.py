@@ -196,11 +196,12 @@ class _Run:
             self.log(message)
 
     def evaluate(self):
-        """Test accuracy and cross-entropy after t steps (Sec. 3.2: every eval_every)."""
-        acc, nll = evaluate.quick_measures(self.model, self.loss, self.test_set, self.dtype,
+        """Test accuracy, cross-entropy and calibration errors after t steps (Sec. 3.2:
+        every eval_every)."""
+        measures = evaluate.quick_measures(self.model, self.loss, self.test_set, self.dtype,
                                            self.config.standardize, self.chunk,
                                            inputs=self.test_inputs)
-        self.history.record_eval(self.t, acc, nll)
+        self.history.record_eval(self.t, **measures)
 
     def save(self, path, started):
         """The checkpoint after t steps (nothing without a path), with the time spent."""
@@ -223,8 +224,10 @@ class _Run:
                 superclass=config.superclass, per_object=True, chunk=self.chunk,
                 inputs=self.test_inputs)
         # the test evaluation after the last step: the same probabilities quick_measures
-        # would compute, so the same accuracy and cross-entropy (NaN for a diverged run)
-        self.history.record_eval(T, test_measures["accuracy"], test_measures["nll"])
+        # would compute, so the same measures (NaN for a diverged run)
+        self.history.record_eval(T, test_acc=test_measures["accuracy"],
+                                 test_loss=test_measures["nll"], test_ece=test_measures["ece"],
+                                 test_mce=test_measures["mce"])
         self.history.elapsed = self.elapsed_before + time.perf_counter() - started
         final_scales = loss_scales(self.loss.params)
         final_scales["R"] = np.nan if self.diverged else scale_R(self.model)
