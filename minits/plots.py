@@ -135,7 +135,8 @@ def top_k(summary, path):
 def histograms(summary, path):
     """Figs. 4-6 on the test set, pooled over seeds: max_i p_i, p_{i(s)}, and
     dp = p_{i(s)} - max_i p_i of the misclassified objects (Eq. (19)); the two-scale
-    loss with the smallest eta (left) against the traditional loss (right)."""
+    loss with the smallest eta (left; in an experiment without it, the variant with the
+    smallest eta) against the traditional loss (right). Drawn for every data set."""
     pair = _histogram_pair(summary)
     if pair is None:
         return None
@@ -155,13 +156,79 @@ def histograms(summary, path):
     return _save(fig, path, f"{summary.experiment.title}: test set, pooled over seeds")
 
 
+def _contenders(summary):
+    """The finished rows the traditional loss is set against in the histograms and the
+    reliability diagram: the two-scale loss (Eq. (13)) or, in an experiment without it
+    (Fig. 10, a compare of other variants), the other losses with an eta."""
+    rows = [r for r in summary.rows if r.eta is not None and summary.groups.get(r.key)]
+    return [r for r in rows if r.variant == "two-scale"] or rows
+
+
 def _histogram_pair(summary):
-    twos = [r for r in summary.rows if r.variant == "two-scale" and summary.groups.get(r.key)]
+    twos = _contenders(summary)
     base = [r for r in summary.rows if r.variant == "one-scale" and summary.groups.get(r.key)]
     if not twos or not base:
         return None
     best = min(twos, key=lambda r: r.eta)
     return [(best, summary.groups[best.key]), (base[0], summary.groups[base[0].key])]
+
+
+def _best_pair(summary):
+    """(traditional row, the contender with the best mean test accuracy), or None."""
+    base = summary.baseline
+    scored = [r for r in _contenders(summary) if not np.isnan(r.stats["test_acc"][0])]
+    if base is None or not summary.groups.get(base.key) or not scored:
+        return None
+    return base, max(scored, key=lambda r: r.stats["test_acc"][0])
+
+
+def pooled_reliability(runs):
+    """The reliability bins of several seeds taken together (each bin's accuracy and
+    confidence weighted by its object count in each seed): (edges, confidence, accuracy,
+    count), or None when a results file predates calibration (no reliability_* arrays)."""
+    if any("reliability_count" not in r.test for r in runs):
+        return None
+    count = np.sum([r.test["reliability_count"] for r in runs], axis=0)
+    sums = {name: np.sum([np.nan_to_num(r.test[f"reliability_{name}"])
+                          * r.test["reliability_count"] for r in runs], axis=0)
+            for name in ("confidence", "accuracy")}
+    with np.errstate(invalid="ignore"):  # an empty bin: NaN
+        conf, acc = sums["confidence"] / count, sums["accuracy"] / count
+    return np.linspace(0.0, 1.0, len(count) + 1), conf, acc, count
+
+
+def reliability(summary, path):
+    """Reliability diagrams (Guo et al. 2017) on the test set: the traditional loss and the
+    two-scale loss at its best eta (best mean test accuracy), one panel each; bars: the
+    accuracy of each confidence bin over the seeds' objects together, with the gap to the
+    bin's mean confidence hatched; the diagonal: perfect calibration. Title: test ECE,
+    mean ± std over seeds (metrics.expected_calibration_error)."""
+    pair = _best_pair(summary)
+    if pair is None:
+        return None
+    bins = [pooled_reliability(summary.groups[r.key]) for r in pair]
+    if any(b is None for b in bins):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True)
+    for ax, row, (edges, conf, acc, count) in zip(axes, pair, bins, strict=True):
+        width, full = np.diff(edges), count > 0
+        ax.bar(edges[:-1][full], acc[full], width=width[full], align="edge",
+               color="tab:blue", edgecolor="black", lw=0.6, label="accuracy")
+        ax.bar(edges[:-1][full], (conf - acc)[full], bottom=acc[full], width=width[full],
+               align="edge", color=(1.0, 0.3, 0.3, 0.35), edgecolor="tab:red", hatch="//",
+               lw=0.6, label="gap to the mean confidence")
+        ax.plot([0, 1], [0, 1], ls="--", color="0.3", label="perfect calibration")
+        ece_mean, ece_std = row.stats.get("test_ece", (np.nan, np.nan))
+        spread = "" if np.isnan(ece_std) else f" ± {100 * ece_std:.2f}"
+        ax.set_title(f"{row.label}: ECE {100 * ece_mean:.2f}{spread} % ({row.seeds} seeds)",
+                     fontsize=10)
+        ax.set_xlabel("confidence max_i p_i")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=8, loc="upper left")
+    return _save(fig, path, f"{summary.experiment.title}: reliability on the test set")
 
 
 def final_vs_eta(summary, path):
@@ -249,4 +316,5 @@ def draw_all(summary, folder):
         paths.append(close_enough(summary, os.path.join(folder, "superclass_close_enough.png"),
                                   superclass=True))
     paths.append(histograms(summary, os.path.join(folder, "histograms.png")))
+    paths.append(reliability(summary, os.path.join(folder, "reliability.png")))
     return [p for p in paths if p]

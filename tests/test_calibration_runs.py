@@ -163,3 +163,32 @@ def test_results_written_before_calibration_still_load(tmp_path, tiny):  # noqa:
     row = next(iter(summary.csv_rows(table)))
     assert row["test_ece_mean"] == "" and row["test_mce_std"] == "" and row["test_acc_mean"]
     assert "—" in summary.format_table(table)
+
+
+# ----------------------------------------------------------------------------- figures
+
+def test_reliability_figure_pools_the_seeds_and_skips_old_files(tmp_path, tiny):  # noqa: F811
+    from minits import plots
+
+    table, _, _ = run_experiment(tiny_experiment(), str(tmp_path), show_progress=False)
+    runs = table.groups["one-scale"]
+    edges, conf, acc, count = plots.pooled_reliability(runs)
+    assert count.sum() == sum(len(r.test["label"]) for r in runs)
+    # pooled over seeds = the reliability of all the seeds' objects together
+    correct = np.concatenate([r.test["pred"] == r.test["label"] for r in runs])
+    assert np.nansum(acc * count) == pytest.approx(correct.sum())
+    path = plots.reliability(table, str(tmp_path / "reliability.png"))
+    assert (tmp_path / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path
+    for r in runs:
+        del r.test["reliability_count"]
+    assert plots.reliability(table, str(tmp_path / "old.png")) is None
+
+
+def test_histograms_are_drawn_without_a_two_scale_run(tmp_path, tiny):  # noqa: F811
+    from minits import plots
+
+    exp = tiny_experiment(seeds=1, variants=(("one-scale", None), ("fixed", 0.01)))
+    table, _, _ = run_experiment(exp, str(tmp_path), show_progress=False)
+    written = plots.draw_all(table, str(tmp_path / "figures"))
+    names = {p.rsplit("/", 1)[-1] for p in written}
+    assert {"histograms.png", "reliability.png"} <= names

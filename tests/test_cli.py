@@ -136,7 +136,7 @@ def test_demo_runs_offline_and_writes_table_and_figures(tmp_path, capsys, monkey
     assert all(r["seeds"] == "2" for r in rows)
     for r in rows:
         assert 0 <= float(r["train_acc_mean"]) <= 1 and float(r["test_acc_std"]) >= 0
-    for name in ("accuracy", "close_enough", "topk", "histograms", "scales"):
+    for name in ("accuracy", "close_enough", "topk", "histograms", "scales", "reliability"):
         png = out / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert (out / "summary.txt").read_text().splitlines()[0].startswith("Demo")
@@ -236,7 +236,12 @@ def test_reproduce_mnist_quick_on_real_data(tmp_path, capsys):
     for r in rows.values():
         assert r["seeds"] == "2" and r["scale_alarms"] == "0"
         assert float(r["test_acc_mean"]) > 0.8  # 200 SGD steps learn MNIST well past chance
-    for name in ("accuracy", "close_enough", "topk", "histograms", "final_vs_eta"):
+        for column in ("test_ece_mean", "test_ece_std", "test_mce_mean", "test_mce_std",
+                       "test_ece_temperature_mean"):
+            assert 0 <= float(r[column]) <= 1, column
+    assert "calibration: traditional ECE" in printed
+    for name in ("accuracy", "close_enough", "topk", "histograms", "final_vs_eta",
+                 "reliability"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
     base = results.load(out / "runs" / "one-scale" / "seed-001.npz")
     same = results.load(out / "runs" / "two-scale_eta=100" / "seed-001.npz")
