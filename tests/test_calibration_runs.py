@@ -192,3 +192,10 @@ def test_histograms_are_drawn_without_a_two_scale_run(tmp_path, tiny):  # noqa: 
     written = plots.draw_all(table, str(tmp_path / "figures"))
     names = {p.rsplit("/", 1)[-1] for p in written}
     assert {"histograms.png", "reliability.png"} <= names
+
+
+def test_a_test_set_of_one_object_has_no_temperature():
+    out = evaluate.temperature_measures(np.array([1]), np.array([[0.3, 0.7]]))
+    assert np.all(np.isnan(out["temperature"])) and math.isnan(out["ece_temperature"])
+    two = evaluate.temperature_measures(np.array([1, 0]), np.array([[0.3, 0.7], [0.6, 0.4]]))
+    assert np.all(np.isfinite(two["temperature"])) and np.isfinite(two["ece_temperature"])

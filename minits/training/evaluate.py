@@ -125,7 +125,10 @@ def quick_measures(model, loss, dataset, dtype, standardize, chunk=500, inputs=N
 def temperature_measures(labels, proba):
     """The temperature baseline on a test set (minits.temperature.cross_fitted): {"temperature"
     (2,) = (T_A, T_B), "ece_temperature", "mce_temperature", "nll_temperature"}.
-    labels: int (n,) with n >= 2; proba: (n, K)."""
+    labels: int (n,); proba: (n, K). A test set of one object has no two halves: NaN."""
+    if len(labels) < 2:
+        return {"temperature": np.full(2, np.nan), "ece_temperature": np.nan,
+                "mce_temperature": np.nan, "nll_temperature": np.nan}
     tempered, temperatures = temperature.cross_fitted(labels, proba)
     calib = calibration(labels, tempered)
     return {"temperature": np.asarray(temperatures), "ece_temperature": calib["ece"],
@@ -193,15 +196,19 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
         out["superclass_close_enough"] = np.asarray(
             metrics.close_enough_accuracy(yc, coarse, AT_GRID), dtype=float)
     if per_object:
-        out["p_max"] = row_max(proba).astype(np.float32)
-        out["p_correct"] = proba[np.arange(len(y)), y].astype(np.float32)
-        out["delta_p"] = np.asarray(metrics.delta_p(y, proba)).astype(np.float32)
-        out["pred"] = proba.argmax(axis=1).astype(np.int16)
-        out["label"] = np.asarray(y).astype(np.int16)
-        with np.errstate(over="ignore"):  # beyond float32's range (a run gone wild): +-inf
-            out["confidence"] = dX.astype(np.float32)
-        out.update(temperature_measures(y, proba))
+        out.update(_per_object(y, proba, dX), **temperature_measures(y, proba))
     return out
+
+
+def _per_object(y, proba, dX):
+    """The per-object arrays behind the histograms of Figs. 4-6 (see full_measures)."""
+    with np.errstate(over="ignore"):  # beyond float32's range (a run gone wild): +-inf
+        confidence = dX.astype(np.float32)
+    return {"p_max": row_max(proba).astype(np.float32),
+            "p_correct": proba[np.arange(len(y)), y].astype(np.float32),
+            "delta_p": np.asarray(metrics.delta_p(y, proba)).astype(np.float32),
+            "pred": proba.argmax(axis=1).astype(np.int16),
+            "label": np.asarray(y).astype(np.int16), "confidence": confidence}
 
 
 def diverged_measures(dataset, superclass=False, per_object=False):
