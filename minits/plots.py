@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .experiments.summary import best_row  # noqa: E402
 from .training import atomic  # noqa: E402
 
 
@@ -174,12 +175,12 @@ def _histogram_pair(summary):
 
 
 def _best_pair(summary):
-    """(traditional row, the contender with the best mean test accuracy), or None."""
-    base = summary.baseline
-    scored = [r for r in _contenders(summary) if not np.isnan(r.stats["test_acc"][0])]
-    if base is None or not summary.groups.get(base.key) or not scored:
+    """(traditional row, the contender with the best mean test accuracy that is not the
+    traditional loss itself: experiments.summary.best_row), or None."""
+    base, best = summary.baseline, best_row(_contenders(summary))
+    if base is None or not summary.groups.get(base.key) or best is None:
         return None
-    return base, max(scored, key=lambda r: r.stats["test_acc"][0])
+    return base, best
 
 
 def pooled_reliability(runs):
@@ -199,7 +200,8 @@ def pooled_reliability(runs):
 
 def reliability(summary, path):
     """Reliability diagrams (Guo et al. 2017) on the test set: the traditional loss and the
-    two-scale loss at its best eta (best mean test accuracy), one panel each; bars: the
+    two-scale loss at its best eta (best mean test accuracy; not an eta whose every seed is
+    the traditional loss, as eta = 100 is), one panel each; bars: the
     accuracy of each confidence bin over the seeds' objects together, with the gap to the
     bin's mean confidence hatched; the diagonal: perfect calibration. Title: test ECE,
     mean ± std over seeds (metrics.expected_calibration_error)."""

@@ -143,9 +143,12 @@ def test_summary_columns_and_the_temperature_line(tmp_path, tiny):  # noqa: F811
         assert r["test_ece_temperature_mean"] != "" and float(r["temperature_mean"]) > 0
     text = summary.format_table(table)
     assert "ECE·T" in text and "calibration: traditional ECE" in text
+    # the best eta leaves out eta = 1e6, the traditional loss on every seed
     best = summary.best_two_scale(table)
-    assert best.stats["test_acc"][0] == max(r.stats["test_acc"][0] for r in table.rows
-                                            if r.variant == "two-scale")
+    assert best.eta == 0.01 and f"{best.label} (best test acc)" in text
+    huge = next(r for r in table.rows if r.eta == 1e6)
+    assert huge.identical == (2, 2) and summary.best_row([huge]) is huge
+    assert summary.best_row([huge, best]) is best
 
 
 def test_results_written_before_calibration_still_load(tmp_path, tiny):  # noqa: F811
