@@ -272,7 +272,7 @@ def reliability(y, proba, n_bins=CALIBRATION_BINS):
 
 
 def expected_calibration_error(y, proba, n_bins=CALIBRATION_BINS, norm="l1"):
-    """Calibration error over the bins of :func:`reliability` (Guo et al. 2017, Eq. (3);
+    """Calibration error over the bins of :func:`reliability` (Guo et al. 2017, Sec. 2;
     torchmetrics' CalibrationError(task="multiclass", norm=...)), with gaps
     g_m = |acc(I_m) - conf(I_m)| and weights w_m = #I_m / n over the non-empty bins:
 
