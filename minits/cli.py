@@ -3,6 +3,7 @@
     minits demo                                  # offline, under a minute
     minits reproduce mnist --preset quick        # Fig. 9 in a few minutes
     minits reproduce cifar100 --preset paper --jobs 2 --out runs/c100
+    minits reproduce cifar100 --preset paper --scheduler tcp://host:8786 --out /shared/c100
     minits compare --dataset fashion-mnist --etas 0.01 1 --seeds 3
     minits train --dataset mnist --variant two-scale --eta 0.01
     minits report runs/mnist-quick               # table and figures again
@@ -91,6 +92,13 @@ def _common(p, *, seeds_default=None):
                    help="BLAS threads per run (default 1). More threads split the matrix "
                         "products' sums differently: the last bits of the numbers then "
                         "depend on N (and differ from the default's)")
+    g.add_argument("--executor", choices=executor.EXECUTORS, default=None,
+                   help="where the runs train: local (this machine's processes, default) or "
+                        "dask (a Dask cluster: a LocalCluster of --jobs workers, or the one "
+                        f"at --scheduler; needs {executor.DASK_INSTALL})")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a Dask scheduler, e.g. tcp://host:8786 (implies --executor dask; "
+                        "--out must be a folder every worker sees)")
     g.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>)")
     g.add_argument("--data-dir", metavar="DIR",
                    help="folder with the data sets (default: $MINITS_DATA, ./datasets, cache)")
@@ -282,12 +290,17 @@ def main(argv=None):
         return _report(parser, args)
     try:
         experiment, out = experiment_from_args(args)
+        engine = _executor(args)
     except ValueError as exc:
         parser.error(str(exc))
+    except ImportError as exc:  # --executor dask without the extra
+        print(f"minits: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
     try:
         summary, stopped, outcomes = experiments.run_experiment(
             experiment, out, jobs=args.jobs, data_dir=args.data_dir,
-            show_progress=not args.no_progress, threads=args.blas_threads)
+            show_progress=not args.no_progress, threads=args.blas_threads,
+            executor_name=engine, scheduler=args.scheduler)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
@@ -297,6 +310,18 @@ def main(argv=None):
         return EXIT_INTERRUPTED
     failed = sum(o.status == "failed" for o in outcomes)
     return _finish(summary, out, args, stopped, failed)
+
+
+def _executor(args):
+    """'local' or 'dask' (--scheduler implies dask); ImportError with the install command
+    when dask is asked for and not installed, before any work."""
+    if args.scheduler and args.executor == "local":
+        raise ValueError("--scheduler is a Dask scheduler: it needs --executor dask "
+                         "(or no --executor)")
+    engine = "dask" if args.scheduler else (args.executor or "local")
+    if engine == "dask":
+        executor.require_dask()
+    return engine
 
 
 def _report(parser, args):

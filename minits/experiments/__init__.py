@@ -2,7 +2,8 @@
 seeds x variants x eta into resumable run folders, executors, and summaries.
 
 Reading order: spec (Experiment) -> presets (the figures) -> sweep (run_experiment)
--> rundir (the folder layout) -> executor (processes) -> summary (the table).
+-> rundir (the folder layout) -> executor (processes) -> dask_executor (a Dask
+cluster, optional) -> summary (the table).
 """
 
 from .presets import FIGURES, PAPER_ETAS, PRESETS, figure

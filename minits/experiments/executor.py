@@ -248,22 +248,47 @@ def _signals(handler):
 
 # ----------------------------------------------------------------------------- the sweep
 
-def run_tasks(tasks, jobs=1, show_progress=True, say=None, threads=1):
+EXECUTORS = ("local", "dask")
+DASK_INSTALL = "pip install 'minits[dask]'"
+
+
+def require_dask():
+    """ImportError saying how to install Dask when `distributed` cannot be imported
+    (the optional extra minits[dask]; nothing else in minits needs it)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"--executor dask needs Dask's distributed scheduler, which is not "
+                          f"installed ({exc}); install it with: {DASK_INSTALL}") from None
+
+
+def run_tasks(tasks, jobs=1, show_progress=True, say=None, threads=1, executor="local",
+              scheduler=None):
     """Run `tasks` (list of Task); returns (outcomes, stopped).
 
     jobs: worker processes (1: in this process). show_progress: a progress bar over
     all iterations left, with an estimated time. say: callable(str) for messages.
     threads: BLAS threads per run (1, so that the numbers do not depend on jobs);
         None leaves the BLAS library as it is.
+    executor: 'local' (this process or a pool) or 'dask' (dask_executor: the cluster
+        at `scheduler`, an address, or a LocalCluster of `jobs` worker processes).
     stopped is True when a stop was requested (Ctrl-C, SIGTERM) before the end.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "dask":
+        require_dask()
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
     total = sum(t.config.iterations for t in tasks)
     done_before = sum(t.start for t in tasks)
     bar = progress_bar(total=total, initial=done_before, enabled=show_progress)
     try:
+        if executor == "dask":
+            from .dask_executor import run_tasks_dask
+
+            return run_tasks_dask(tasks, bar, jobs=jobs, scheduler=scheduler, threads=threads)
         if jobs == 1 or len(tasks) <= 1:
             with blas_threads(threads):
                 return _run_here(tasks, bar, say)

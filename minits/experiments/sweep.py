@@ -86,11 +86,13 @@ def plan(experiment, out, stats=None, data_dir=None):
 
 
 def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, say=None,
-                   threads=1):
+                   threads=1, executor_name="local", scheduler=None):
     """Run what is left of `experiment` in folder `out`; write config.json and the summary.
 
     jobs: runs side by side in worker processes (1: in this process); threads: BLAS
     threads per run (executor.run_tasks: 1 keeps the numbers independent of jobs).
+    executor_name: 'local' or 'dask' (on the cluster at `scheduler`, an address, or a
+    LocalCluster of `jobs` workers: dask_executor); `out` must be seen by every worker.
     Returns (Summary, stopped, outcomes): stopped is True when interrupted (Ctrl-C,
     SIGTERM); outcomes lists each task run now (status 'done' | 'interrupted' | 'failed').
     """
@@ -104,7 +106,8 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
         if the_plan.tasks:
             outcomes, stopped = executor.run_tasks(the_plan.tasks, jobs=jobs,
                                                    show_progress=show_progress, say=say,
-                                                   threads=threads)
+                                                   threads=threads, executor=executor_name,
+                                                   scheduler=scheduler)
         groups, missing = summary.load_groups(out, the_plan.runs)
         failed = sum(o.status == "failed" for o in outcomes)
         table = summary.summarize(experiment, groups, missing, failed=failed)

@@ -1,0 +1,258 @@
+"""Sweeps on a Dask cluster (issue 15): --executor dask and --scheduler ADDRESS.
+
+Every run is one task; a worker writes the same files as the local pool, so the
+result files are those of --executor local, array for array (timings aside), with
+a LocalCluster started by minits, with one a test started, after a worker was
+killed mid-run, and through `dask scheduler` / `dask worker` processes. Loopback
+only (127.0.0.1); every cluster is stopped in a finally (or a with block).
+"""
+
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from test_sweep_determinism import assert_same_results, result_arrays
+
+from minits import cli
+from minits.experiments import executor
+
+ARGS = ["compare", "--dataset", "digits", "--etas", "0.01", "--variants", "one-scale",
+        "two-scale", "--seeds", "2", "--iterations", "40", "--eval-every", "20", "--hidden",
+        "256", "--no-progress", "--no-figures"]
+# runs long enough (~2 s each on a worker) for a worker to be killed mid-run
+LONG = [*ARGS[:ARGS.index("--iterations")], "--iterations", "600", "--eval-every", "300",
+        "--no-progress", "--no-figures"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+    monkeypatch.delenv("MINITS_DATA", raising=False)
+    monkeypatch.setenv("MINITS_OFFLINE", "1")
+    monkeypatch.setattr(executor, "_DATA", {})
+    monkeypatch.setattr(executor, "_TEST_INPUTS", {})
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory):
+    """The short and the long sweep with --executor local (--jobs 2), computed once."""
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+    base = tmp_path_factory.mktemp("local")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MINITS_DATA", raising=False)
+        mp.setenv("MINITS_OFFLINE", "1")
+        outs = {name: str(base / name) for name in ("short", "long")}
+        assert cli.main([*ARGS, "--jobs", "2", "--out", outs["short"]]) == 0
+        assert cli.main([*LONG, "--jobs", "2", "--out", outs["long"]]) == 0
+    return outs
+
+
+# ----------------------------------------------------------------------------- without dask
+
+def test_executor_dask_without_dask_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    out = str(tmp_path / "out")
+    for option in (["--executor", "dask"], ["--scheduler", "tcp://127.0.0.1:1"]):
+        assert cli.main([*ARGS, *option, "--out", out]) == cli.EXIT_BAD_ARGS
+        err = capsys.readouterr().err
+        assert "pip install 'minits[dask]'" in err and "Traceback" not in err
+    assert not os.path.exists(out)  # refused before any work
+
+
+def test_scheduler_with_executor_local_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*ARGS, "--executor", "local", "--scheduler", "tcp://127.0.0.1:1",
+                  "--out", str(tmp_path / "out")])
+    assert exc.value.code == cli.EXIT_BAD_ARGS
+    assert "--scheduler" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- with dask
+
+def test_the_task_key_names_the_run_and_its_folder(tmp_path):
+    pytest.importorskip("distributed")
+    from minits.experiments import dask_executor, plan, presets
+
+    exp = presets.compare("digits", etas=(0.01,), variants=("two-scale",), seeds=2)
+    tasks = plan(exp, str(tmp_path / "a")).tasks
+    again = plan(exp, str(tmp_path / "a")).tasks
+    elsewhere = plan(exp, str(tmp_path / "b")).tasks
+    keys = [dask_executor.task_key(t) for t in tasks]
+    assert keys == [dask_executor.task_key(t) for t in again]  # resubmission: same task
+    assert len(set(keys)) == len(tasks) == 2
+    assert not set(keys) & {dask_executor.task_key(t) for t in elsewhere}
+
+
+def test_a_run_the_cluster_cannot_run_is_a_failed_run_with_its_error():
+    pytest.importorskip("distributed")
+    from minits.experiments import dask_executor, plan, presets
+
+    class Lost:
+        def result(self):
+            raise RuntimeError("worker tcp://127.0.0.1:1 died 4 times")
+
+    class Bar:
+        written, done = [], 0
+
+        def write(self, m):
+            self.written.append(m)
+
+        def update(self, k):
+            self.done += k
+
+    task = plan(presets.compare("digits", etas=(), variants=("one-scale",), seeds=1),
+                "unused-folder").tasks[0]
+    outcome = dask_executor._outcome(Lost(), task, Bar())
+    assert outcome.status == "failed" and "died 4 times" in outcome.message
+    assert (outcome.key, outcome.seed) == (task.config.key, 0)
+
+
+def test_a_scheduler_nobody_runs_is_a_clear_error(tmp_path, capsys):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert cli.main([*ARGS, "--scheduler", address,
+                         "--out", str(tmp_path / "out")]) == cli.EXIT_BAD_ARGS
+    err = capsys.readouterr().err
+    assert f"cannot reach the Dask scheduler at {address}" in err and "Traceback" not in err
+
+
+def test_a_local_cluster_gives_the_result_files_of_the_local_pool(tmp_path, local_runs):
+    pytest.importorskip("distributed")
+    out = str(tmp_path / "dask")
+    assert cli.main([*ARGS, "--executor", "dask", "--jobs", "2", "--out", out]) == 0
+    assert_same_results(local_runs["short"], out)
+    # a rerun finds everything finished and submits nothing
+    assert cli.main([*ARGS, "--executor", "dask", "--jobs", "2", "--out", out]) == 0
+    assert_same_results(local_runs["short"], out)
+
+
+def _kill_a_busy_worker(client, out, killed, timeout=30.0):
+    """Once a run has saved a checkpoint (it is mid-run), SIGKILL a worker training one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if glob.glob(os.path.join(out, "runs", "**", "*.ckpt.npz"), recursive=True):
+            busy = [w for w, keys in client.processing().items() if keys]
+            if busy:
+                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.02)
+
+
+def _sweep_killing_a_worker(client, address, out):
+    killed = []
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, out, killed))
+    killer.start()
+    try:
+        code = cli.main([*LONG, "--scheduler", address, "--out", out])
+    finally:
+        killer.join()
+    return code, killed
+
+
+def _assert_every_run_once(out, reference):
+    assert_same_results(reference, out)  # 4 runs, each once, as if nothing happened
+    assert not glob.glob(os.path.join(out, "runs", "**", "*.ckpt.npz"), recursive=True)
+
+
+def test_a_worker_killed_mid_run_loses_nothing(tmp_path, local_runs):
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    out = str(tmp_path / "killed")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        code, killed = _sweep_killing_a_worker(client, cluster.scheduler_address, out)
+    assert killed, "no worker was busy with a run to kill"
+    assert code == 0
+    _assert_every_run_once(out, local_runs["long"])
+
+
+def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_resumes_them(tmp_path, local_runs):
+    pytest.importorskip("distributed")
+    out = str(tmp_path / "stopped")
+    args = [*LONG, "--executor", "dask", "--jobs", "2", "--out", out]
+    interrupt = threading.Thread(target=_interrupt_mid_run, args=(out,))
+    interrupt.start()
+    try:
+        assert cli.main(args) == cli.EXIT_INTERRUPTED
+    finally:
+        interrupt.join()
+    # stopped before the end: runs that were training saved a checkpoint, the others
+    # returned without starting
+    assert len(result_arrays(out)) < 4
+    assert cli.main(args) == 0
+    _assert_every_run_once(out, local_runs["long"])
+
+
+def _interrupt_mid_run(out, timeout=30.0):
+    """Ctrl-C (SIGINT to this process) once a run has saved a checkpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if glob.glob(os.path.join(out, "runs", "**", "*.ckpt.npz"), recursive=True):
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        time.sleep(0.02)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(processes):
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_dask_scheduler_and_dask_worker_processes(tmp_path, local_runs, monkeypatch):
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    dask = os.path.join(os.path.dirname(sys.executable), "dask")
+    if not os.path.exists(dask):
+        pytest.skip("no dask command beside this Python")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    config = tmp_path / "dask-config"  # the worker setting docs/experiments.md advises
+    config.mkdir()
+    (config / "minits.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n")
+    env = {**os.environ, **{name: "1" for name in executor.BLAS_ENV},
+           "DASK_CONFIG": str(config)}
+    (tmp_path / "workers").mkdir()  # the workers run elsewhere than this process
+    quiet = dict(env=env, cwd=tmp_path / "workers", stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+    monkeypatch.chdir(tmp_path)
+    processes = []
+    try:
+        processes.append(subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port",
+                                           address.rsplit(":", 1)[1], "--no-dashboard"], **quiet))
+        processes.append(subprocess.Popen([dask, "worker", address, "--nworkers", "2",
+                                           "--nthreads", "1", "--host", "127.0.0.1",
+                                           "--no-dashboard"], **quiet))
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=30)
+            # a relative --out: the tasks name their files by absolute paths
+            assert cli.main([*ARGS, "--scheduler", address, "--out", "short"]) == 0
+            assert_same_results(local_runs["short"], str(tmp_path / "short"))
+            code, killed = _sweep_killing_a_worker(client, address, str(tmp_path / "killed"))
+    finally:
+        _stop(processes)
+    assert killed and code == 0
+    _assert_every_run_once(str(tmp_path / "killed"), local_runs["long"])
