@@ -134,6 +134,44 @@ def test_a_local_cluster_gives_the_result_files_of_the_local_pool(tmp_path, loca
     assert_same_results(local_runs["short"], out)
 
 
+class RecordingBar:
+    def __init__(self):
+        self.updates, self.lines = [], []
+
+    def update(self, k=1):
+        self.updates.append(k)
+
+    def write(self, message):
+        self.lines.append(message)
+
+
+def test_the_bar_counts_every_iteration_as_the_workers_report_them(tmp_path):
+    pytest.importorskip("distributed")
+    from minits.experiments import dask_executor, plan, presets
+
+    exp = presets.compare("digits", etas=(0.01,), variants=("two-scale",), seeds=2,
+                          iterations=1500, eval_every=500)
+    tasks = plan(exp, str(tmp_path / "out")).tasks
+    bar = RecordingBar()
+    outcomes, stopped = dask_executor.run_tasks_dask(tasks, bar, jobs=2)
+    assert not stopped and [o.status for o in outcomes] == ["done", "done"]
+    assert sum(bar.updates) == 2 * 1500
+    assert len(bar.updates) > 2  # reported while the runs trained, not only at their end
+
+
+def test_a_runs_log_lines_come_back_from_its_worker(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    diverging = [*ARGS[:ARGS.index("--variants")], "--variants", "two-scale", "--seeds", "1",
+                 "--lr", "1e30", "--no-progress", "--no-figures"]
+    printed = {}
+    for option in (["--executor", "local"], ["--executor", "dask", "--jobs", "2"]):
+        cli.main([*diverging, *option, "--out", str(tmp_path / option[1])])
+        printed[option[1]] = [line for line in capsys.readouterr().err.splitlines()
+                              if line.startswith("WARNING")]
+    assert any("diverged" in line for line in printed["local"])
+    assert sorted(printed["dask"]) == sorted(printed["local"])
+
+
 def _kill_a_busy_worker(client, out, killed, timeout=30.0):
     """Once a run has saved a checkpoint (it is mid-run), SIGKILL a worker training one."""
     deadline = time.monotonic() + timeout

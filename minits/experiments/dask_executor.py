@@ -31,7 +31,7 @@ import time
 
 import dask
 from dask.base import tokenize
-from distributed import Client, Event, LocalCluster, as_completed
+from distributed import Client, Event, LocalCluster, as_completed, get_worker
 
 from . import executor
 from .executor import Outcome
@@ -64,17 +64,35 @@ class _ClusterStop:
         return self.value
 
 
-def run_on_worker(task, threads, stop_name):
+class _Progress:
+    """A run's iterations as they are done, sent to the client as worker events on the
+    sweep's topic (at most twice a second); `pending` is what is not sent yet."""
+
+    def __init__(self, topic):
+        self.topic, self.pending, self.sent = topic, 0, time.monotonic()
+
+    def __call__(self, k):
+        self.pending += k
+        if time.monotonic() - self.sent > 0.5:
+            self.sent = time.monotonic()
+            with contextlib.suppress(Exception):  # the bar is no reason to stop a run
+                get_worker().log_event(self.topic, self.pending)
+                self.pending = 0
+
+
+def run_on_worker(task, threads, name):
     """One run on a Dask worker: executor.run_task with `threads` BLAS threads.
 
-    task: executor.Task. threads: BLAS threads (None: leave them). stop_name: the name
-    of the sweep's distributed.Event. Returns (Outcome, [log lines of the run]): the
-    lines go back with the result, for the client to print.
+    task: executor.Task. threads: BLAS threads (None: leave them). name: the sweep's
+    distributed.Event (the stop flag) and the topic of its progress events.
+    Returns (Outcome, [log lines of the run], iterations done and not yet reported):
+    the lines go back with the result, for the client to print.
     """
-    lines = []
+    lines, progress = [], _Progress(name)
     with executor.blas_threads(threads):
-        outcome = executor.run_task(task, stop=_ClusterStop(stop_name), log=lines.append)
-    return outcome, lines
+        outcome = executor.run_task(task, stop=_ClusterStop(name), progress=progress,
+                                    log=lines.append)
+    return outcome, lines, progress.pending
 
 
 # ----------------------------------------------------------------------------- the client
@@ -123,15 +141,18 @@ def connect(jobs, scheduler=None, threads=1):
 def run_tasks_dask(tasks, bar, jobs=1, scheduler=None, threads=1):
     """Run `tasks` (list of executor.Task) on a Dask cluster; returns (outcomes, stopped).
 
-    bar: the sweep's progress bar (update, write): it moves by a run's iterations when
-    the run ends. jobs: worker processes of the LocalCluster started when `scheduler`
+    bar: the sweep's progress bar (update, write): it counts the iterations the
+    workers report (worker events, twice a second) and prints the runs' log lines.
+    jobs: worker processes of the LocalCluster started when `scheduler`
     is None. threads: BLAS threads per run (1: the numbers of --executor local).
     stopped is True when a stop was requested (Ctrl-C, SIGTERM) before the end.
     """
     stop = threading.Event()
     with connect(jobs, scheduler, threads) as client:
-        stop_event = Event(f"minits-stop-{tokenize(os.getpid(), time.time())}", client=client)
-        futures = {client.submit(run_on_worker, t, threads, stop_event.name, key=task_key(t),
+        name = f"minits-sweep-{tokenize(os.getpid(), time.time())}"
+        stop_event = Event(name, client=client)
+        client.subscribe_topic(name, lambda event: bar.update(event[1]))
+        futures = {client.submit(run_on_worker, t, threads, name, key=task_key(t),
                                  pure=False): t
                    for t in map(absolute, executor.longest_first(tasks))}
         try:
@@ -142,6 +163,7 @@ def run_tasks_dask(tasks, bar, jobs=1, scheduler=None, threads=1):
             raise
         finally:
             with contextlib.suppress(Exception):
+                client.unsubscribe_topic(name)
                 stop_event.clear()
     return outcomes, stop.is_set()
 
@@ -166,15 +188,16 @@ def _collect(futures, stop, stop_event, bar):
 
 
 def _outcome(future, task, bar):
-    """The Outcome of a finished future, its log lines written and its iterations counted;
-    a task the cluster could not run (its workers died too often) is a failed run."""
+    """The Outcome of a finished future, its log lines written and its last iterations
+    counted; a task the cluster could not run (its workers died too often) is a failed
+    run."""
     try:
-        outcome, lines = future.result()
+        outcome, lines, iterations = future.result()
     except Exception as exc:
         return Outcome(task.config.key, task.config.seed, "failed",
                        f"the cluster could not run it: {type(exc).__name__}: {exc}")
     for line in lines:
         bar.write(line)
-    if outcome.status == "done":
-        bar.update(task.config.iterations - task.start)
+    if iterations:
+        bar.update(iterations)
     return outcome
