@@ -150,12 +150,12 @@ def test_the_bar_counts_every_iteration_as_the_workers_report_them(tmp_path):
     from minits.experiments import dask_executor, plan, presets
 
     exp = presets.compare("digits", etas=(0.01,), variants=("two-scale",), seeds=2,
-                          iterations=1500, eval_every=500)
+                          iterations=4000, eval_every=2000)  # ~3 s a run
     tasks = plan(exp, str(tmp_path / "out")).tasks
     bar = RecordingBar()
     outcomes, stopped = dask_executor.run_tasks_dask(tasks, bar, jobs=2)
     assert not stopped and [o.status for o in outcomes] == ["done", "done"]
-    assert sum(bar.updates) == 2 * 1500
+    assert sum(bar.updates) == 2 * 4000
     assert len(bar.updates) > 2  # reported while the runs trained, not only at their end
 
 
@@ -240,6 +240,29 @@ def _interrupt_mid_run(out, timeout=30.0):
             os.kill(os.getpid(), signal.SIGINT)
             return
         time.sleep(0.02)
+
+
+def test_a_run_whose_worker_dies_too_often_fails_and_the_others_finish(tmp_path, local_runs,
+                                                                      capsys):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    out = str(tmp_path / "lost")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no second try
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          host="127.0.0.1", dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            code, killed = _sweep_killing_a_worker(client, cluster.scheduler_address, out)
+    assert killed and code == cli.EXIT_FAILED
+    failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+    # the run it trained (and one queued on it, if any) failed, with the scheduler's error
+    assert 1 <= len(failed) <= 2 and all("KilledWorker" in line for line in failed)
+    found, reference = result_arrays(out), result_arrays(local_runs["long"])
+    assert len(found) == 4 - len(failed)  # the other runs finished, as the local pool's
+    for path, arrays in found.items():
+        assert all(value.tobytes() == reference[path][name].tobytes()
+                   for name, value in arrays.items())
 
 
 def _free_port():

@@ -18,7 +18,7 @@ that task to another worker (up to distributed.scheduler.allowed-failures times,
 A task that fails for good is reported as a failed run; the others finish.
 
 Stopping: the first Ctrl-C (or SIGTERM) sets a cluster-wide stop flag (a
-distributed.Event, polled by each run at most 4 times a second): running runs save a
+distributed.Event, polled by each run twice a second): running runs save a
 checkpoint and return, runs not started return at once. A second Ctrl-C cancels
 every future at once (the checkpoints already written stay valid).
 """
@@ -36,7 +36,8 @@ from distributed import Client, Event, LocalCluster, as_completed, get_worker
 from . import executor
 from .executor import Outcome
 
-STOP_POLL_SECONDS = 0.25  # a round trip of ~1 ms, 4 times a second
+STOP_POLL_SECONDS = 0.5  # a round trip of ~1 ms, twice a second
+PROGRESS_SECONDS = 1.0  # a worker event (no round trip) once a second
 # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc give
 # memory back to the system after every large free: a run's arrays are then mapped
 # and unmapped at each step (MNIST quick on 2 workers: 28 s instead of 19 s, the
@@ -66,14 +67,14 @@ class _ClusterStop:
 
 class _Progress:
     """A run's iterations as they are done, sent to the client as worker events on the
-    sweep's topic (at most twice a second); `pending` is what is not sent yet."""
+    sweep's topic (at most once every PROGRESS_SECONDS); `pending` is what is not sent yet."""
 
     def __init__(self, topic):
         self.topic, self.pending, self.sent = topic, 0, time.monotonic()
 
     def __call__(self, k):
         self.pending += k
-        if time.monotonic() - self.sent > 0.5:
+        if time.monotonic() - self.sent > PROGRESS_SECONDS:
             self.sent = time.monotonic()
             with contextlib.suppress(Exception):  # the bar is no reason to stop a run
                 get_worker().log_event(self.topic, self.pending)
@@ -142,7 +143,7 @@ def run_tasks_dask(tasks, bar, jobs=1, scheduler=None, threads=1):
     """Run `tasks` (list of executor.Task) on a Dask cluster; returns (outcomes, stopped).
 
     bar: the sweep's progress bar (update, write): it counts the iterations the
-    workers report (worker events, twice a second) and prints the runs' log lines.
+    workers report (worker events, once a second) and prints the runs' log lines.
     jobs: worker processes of the LocalCluster started when `scheduler`
     is None. threads: BLAS threads per run (1: the numbers of --executor local).
     stopped is True when a stop was requested (Ctrl-C, SIGTERM) before the end.
