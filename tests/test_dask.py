@@ -17,26 +17,19 @@ import threading
 import time
 
 import pytest
-from test_sweep_determinism import assert_same_results, result_arrays
+from test_sweep_determinism import (  # noqa: F401 (offline: an autouse fixture)
+    ARGS,
+    assert_same_results,
+    offline,
+    result_arrays,
+)
 
 from minits import cli
 from minits.experiments import executor
 
-ARGS = ["compare", "--dataset", "digits", "--etas", "0.01", "--variants", "one-scale",
-        "two-scale", "--seeds", "2", "--iterations", "40", "--eval-every", "20", "--hidden",
-        "256", "--no-progress", "--no-figures"]
 # runs long enough (~2 s each on a worker) for a worker to be killed mid-run
 LONG = [*ARGS[:ARGS.index("--iterations")], "--iterations", "600", "--eval-every", "300",
         "--no-progress", "--no-figures"]
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
-    monkeypatch.delenv("MINITS_DATA", raising=False)
-    monkeypatch.setenv("MINITS_OFFLINE", "1")
-    monkeypatch.setattr(executor, "_DATA", {})
-    monkeypatch.setattr(executor, "_TEST_INPUTS", {})
 
 
 @pytest.fixture(scope="module")
