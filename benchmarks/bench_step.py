@@ -190,6 +190,9 @@ def run_table(thread_counts, repeats):
     print(header)
     print("-" * len(header))
     for threads in thread_counts:
+        # minits' own threads (batch split of the fast Sequential) and BLAS's; torch's
+        # are set in time_row
+        mt.set_num_threads(threads)
         with threadpool_limits(limits=threads):
             for name in MODELS:
                 row = time_row(name, threads, repeats, torch, block)

@@ -10,7 +10,7 @@ minits.experiments; the command line in minits.cli.
 """
 
 from . import backend, datasets, gradcheck, layers, losses, metrics, models
-from .backend import current_impl, use, using
+from .backend import current_impl, get_num_threads, set_num_threads, use, using
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Softmax
 from .optim import SGD, ScaleWarning
 from .scale import scale_R

@@ -21,6 +21,12 @@ its forward, and its backward always uses the implementation of its own forward
 
 The setting is one process-wide value, like NumPy's print options. Worker
 processes of a sweep get it from the environment (minits.experiments.executor).
+
+The second setting here is how many threads the fast implementation may use for
+one network: ``mt.set_num_threads(n)`` (default 1, what a sweep's runs use: a
+sweep runs one process per core instead). The fast Sequential then spreads the
+chunks of a batch over n threads (minits/layers/fast_split.py); the numbers do
+not depend on n.
 """
 
 import os
@@ -60,6 +66,27 @@ def use(name):
     """Run the "plain" or the "fast" implementation from now on (process-wide)."""
     global _current
     _current = check_impl(name)
+
+
+def set_num_threads(n):
+    """Let the fast implementation run a network's batch on n threads (n >= 1).
+
+    Like torch.set_num_threads: process-wide, and the results are the same for
+    every n (minits/layers/fast_split.py). With n > 1 each thread calls BLAS with
+    one thread of its own, so n threads use n cores.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be an integer >= 1, got {n!r}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The number of threads the fast implementation may use for one network (default 1)."""
+    return _num_threads
+
+
+_num_threads = 1
 
 
 @contextmanager

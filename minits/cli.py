@@ -89,9 +89,10 @@ def _common(p, *, seeds_default=None):
                         f"{cores} here); every run trains with one BLAS thread, so the "
                         "numbers are the same whatever N is")
     g.add_argument("--blas-threads", type=positive_int, default=1, metavar="N",
-                   help="BLAS threads per run (default 1). More threads split the matrix "
-                        "products' sums differently: the last bits of the numbers then "
-                        "depend on N (and differ from the default's)")
+                   help="threads per run (default 1): a convolutional network's batch "
+                        "runs in chunks on N threads (the same numbers whatever N); a dense "
+                        "network's matrix products run on N BLAS threads, which split their "
+                        "sums differently: the last bits of its numbers then depend on N")
     g.add_argument("--executor", choices=executor.EXECUTORS, default=None,
                    help="where the runs train: local (this machine's processes, default) or "
                         "dask (a Dask cluster: a LocalCluster of --jobs workers, or the one "

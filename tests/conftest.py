@@ -30,14 +30,18 @@ _default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 _SESSION_IMPL = minits.current_impl()
+_SESSION_THREADS = minits.get_num_threads()
 
 
 @pytest.fixture(autouse=True)
 def _restore_impl():
-    """A test that calls minits.use() must not change what the next test runs."""
+    """A test that calls minits.use() or minits.set_num_threads() must not change what
+    the next test runs."""
     minits.use(_SESSION_IMPL)
+    minits.set_num_threads(_SESSION_THREADS)
     yield
     minits.use(_SESSION_IMPL)
+    minits.set_num_threads(_SESSION_THREADS)
 
 
 @pytest.fixture(params=minits.backend.IMPLEMENTATIONS)

@@ -83,3 +83,25 @@ def distinct_input(case):
 def away_from_zero(x, margin=0.01):
     """x with every entry moved at least margin away from 0 (ReLU's kink), sign kept."""
     return x + np.where(x >= 0, margin, -margin)
+
+
+def kink_margin(model, x):
+    """Smallest distance of any ReLU input from 0 and of any max-pool window's top
+    two values from a tie, along one forward pass. A finite-difference check is only
+    meaningful when this is large compared with the perturbation. Windows whose
+    values are all exactly 0 (ReLU outputs of negative inputs) are exact ties that
+    no small perturbation breaks, so they do not count."""
+    margin = np.inf
+    for layer in model.layers:
+        if isinstance(layer, mt.ReLU):
+            margin = min(margin, np.abs(x).min())
+        if isinstance(layer, mt.MaxPool2d):
+            k, s = layer.kernel_size, layer.stride
+            _, _, Ho, Wo = layer.output_shape(x.shape)
+            windows = np.stack([x[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
+                                for i in range(k) for j in range(k)])
+            second, first = np.sort(windows, axis=0)[-2:]
+            gaps = (first - second)[first != 0]
+            margin = min(margin, gaps.min(initial=np.inf))
+        x = layer.forward(x)
+    return margin

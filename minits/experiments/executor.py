@@ -35,6 +35,7 @@ import traceback
 import numpy as np
 
 from .. import datasets
+from ..backend import get_num_threads, set_num_threads
 from ..training import evaluate, loop, results
 from .progress import progress_bar
 
@@ -51,15 +52,21 @@ def available_cores():
 
 @contextlib.contextmanager
 def blas_threads(n):
-    """Limit the BLAS (and OpenMP) thread pools of this process to n threads inside the
-    block, then restore them; n=None leaves them as they are."""
+    """A run's threads: limit the BLAS (and OpenMP) thread pools of this process to n
+    threads inside the block, and let minits split a convolutional network's batch over
+    n threads (minits.set_num_threads); then restore both. n=None leaves them as they are."""
     if n is None:
         yield
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=int(n)):
-        yield
+    before = get_num_threads()
+    set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n)):
+            yield
+    finally:
+        set_num_threads(before)
 
 
 @dataclasses.dataclass

@@ -2,11 +2,13 @@
 
 Plain implementation: forward runs the layers in the listed order, backward in
 reverse. The fast one (pooling before ReLU, no input gradient for the first
-layer) is minits/layers/fast_sequential.py.
+layer) is minits/layers/fast_sequential.py; it runs a convolutional network's
+batch in chunks, on minits.set_num_threads(n) threads (fast_split.py).
 """
 
 from ..backend import current_impl
 from .fast_sequential import fast_sequential_backward, pool_first_order
+from .fast_split import split_backward, split_count, split_forward
 
 
 class Sequential:
@@ -29,6 +31,7 @@ class Sequential:
         self.layers = list(layers)
         self._impl = None  # the implementation of the last forward
         self._order = None  # the schedule() of the last forward
+        self._split = 1  # the chunks of the last forward (fast_split.split_count)
 
     def linear_layers(self):
         """The layers that carry parameters alpha^l (Linear, Conv2d), in order: l = 1..M-1."""
@@ -51,6 +54,9 @@ class Sequential:
         """x: the network's input, e.g. (N, C, H, W) -> logits (N, K)."""
         self._impl = current_impl()
         self._order = self.schedule()  # backward retraces exactly this order
+        self._split = split_count(self.layers, len(x)) if self._impl == "fast" else 1
+        if self._split > 1:
+            return split_forward(self, self._order, x, self._split)
         for i in self._order:
             x = self.layers[i].forward(x)
         return x
@@ -65,12 +71,17 @@ class Sequential:
         """
         if self._impl is None:
             raise RuntimeError("Sequential.backward() called before forward()")
+        if self._split > 1:
+            return split_backward(self, self._backward_chunk, dX, self._split, input_grad)
         if self._impl == "fast":
             return fast_sequential_backward(self.layers, self._order, dX, input_grad)
         d = dX
         for i in reversed(self._order):
             d = self.layers[i].backward(d)
         return d if input_grad else None
+
+    def _backward_chunk(self, layers, dX, input_grad):
+        return fast_sequential_backward(layers, self._order, dX, input_grad)
 
     def parameters(self):
         """Yield (layer, name, param, grad) for every parameter array, layer by layer."""
