@@ -20,6 +20,10 @@ each in its own model; the plain ratio is reported, not targeted.
 Columns: milliseconds per step, the median over blocks with the interquartile
 range over blocks (IQR) in brackets, and the ratio of the medians to torch's
 (below 1: minits is faster), for the fast implementation and then the plain one.
+"products" is the floor of the fast step: its matrix products alone, the same
+shapes on random operands, chunk by chunk as the batch split runs them
+(product_step), timed in the same blocks; no change to the copies around the
+products can bring minits below it.
 """
 
 import argparse
@@ -154,8 +158,9 @@ def time_row(name, threads, repeats, torch, block=BLOCK):
         with mt.using("plain"):
             return minits_step(plain_model, *data[i % len(data)])
 
+    floor, _ = product_step(build(), (BATCH, *shape))
     steps = {"minits": lambda i: minits_step(model, *data[i % len(data)]),
-             "plain": plain_step}
+             "plain": plain_step, "products": lambda i: floor()}
     if torch is not None:
         torch.set_num_threads(threads)
         tstep = make_torch_step(name.split()[0], k)
@@ -186,7 +191,7 @@ def run_table(thread_counts, repeats):
     print(f"one training step, batch {BATCH}, float32, bias-free; {blocks} blocks of {block} "
           "steps per framework: median over blocks of the ms per step [IQR]")
     header = (f"{'model':<14}{'threads':>8}{'minits ms':>18}{'torch ms':>18}{'ratio':>8}"
-              f"{'plain ms':>18}{'plain ratio':>12}")
+              f"{'products':>10}{'ratio':>7}{'plain ms':>18}{'plain ratio':>12}")
     print(header)
     print("-" * len(header))
     for threads in thread_counts:
@@ -195,17 +200,25 @@ def run_table(thread_counts, repeats):
         mt.set_num_threads(threads)
         with threadpool_limits(limits=threads):
             for name in MODELS:
-                row = time_row(name, threads, repeats, torch, block)
-                med, iqr = row["minits"]
-                line = f"{name:<14}{threads:>8}{med:>10.2f} [{iqr:5.2f}]"
-                pmed, piqr = row["plain"]
-                if "torch" in row:
-                    tmed, tiqr = row["torch"]
-                    line += f"{tmed:>10.2f} [{tiqr:5.2f}]{med / tmed:>8.2f}"
-                    line += f"{pmed:>10.2f} [{piqr:5.2f}]{pmed / tmed:>12.2f}"
-                else:
-                    line += f"{'':>26}{pmed:>10.2f} [{piqr:5.2f}]"
-                print(line, flush=True)
+                print(format_row(name, threads, time_row(name, threads, repeats, torch, block)),
+                      flush=True)
+
+
+def format_row(name, threads, row):
+    """One line of the table; ratios to torch's median when torch ran."""
+    tmed = row["torch"][0] if "torch" in row else None
+
+    def cell(key, width=18):
+        med, iqr = row[key]
+        return f"{med:>{width - 8}.2f} [{iqr:5.2f}]"
+
+    def ratio(key, width):
+        return f"{row[key][0] / tmed:>{width}.2f}" if tmed else f"{'':>{width}}"
+
+    torch_cell = cell("torch") if tmed else f"{'':>18}"
+    return (f"{name:<14}{threads:>8}{cell('minits')}{torch_cell}{ratio('minits', 8)}"
+            f"{row['products'][0]:>10.2f}{ratio('products', 7)}{cell('plain')}"
+            f"{ratio('plain', 12)}")
 
 
 # --- per-layer profile ---------------------------------------------------------------------------
@@ -280,6 +293,65 @@ def profile(repeats, threads):
     print(f"{'sum of layers':<32}{total_f:>9.2f}{total_b:>10.2f}{total_f + total_b:>9.2f}")
     for name, t in other.items():
         print(f"{name:<32}{'':>19}{ms(t):>9.2f}")
+
+
+# --- the floor: the step's matrix products alone ------------------------------------------------
+
+def products(model, input_shape):
+    """The (m, k, n) shapes of every matrix product of one fast training step of model on a
+    batch of input_shape, per chunk of the batch split (minits/layers/fast_split.py):
+    convolutions as the fast Conv2d multiplies (output blocking, fast_input_grad), dense
+    layers as x @ W.T, dout.T @ x and dout @ W; no input gradient for the first layer."""
+    from minits.layers import fast_blocking, fast_split
+
+    N = input_shape[0]
+    chunks = fast_split.split_count(model.layers, N)
+    shapes, shape, first = [], (N // chunks, *input_shape[1:]), True
+    for layer in model.layers:
+        out = layer.output_shape(shape) if hasattr(layer, "output_shape") else shape
+        if isinstance(layer, mt.Conv2d):
+            n, C, H, W = shape
+            _, F, Ho, Wo = out
+            k, s = layer.kernel_size, layer.stride
+            b = min(layer.block or fast_blocking.choose_block(F, k, s, Wo), Wo)
+            K = C * k * fast_blocking.blocked_width(k, s, b)
+            cols = n * Ho * fast_blocking.num_blocks(Wo, b)
+            shapes += [(F * b, K, cols), (F * b, cols, K)]  # forward, dW
+            if not first:  # fast_input_grad: (C*k, F*k) @ (F*k, n*Ho*Wp)
+                shapes.append((C * k, F * k, n * Ho * (W + 2 * layer.padding)))
+            first = False
+        elif isinstance(layer, mt.Linear):
+            n, d_in, d_out = shape[0], layer.in_features, layer.out_features
+            shapes += [(n, d_in, d_out), (d_out, n, d_in)] + ([] if first else [(n, d_out, d_in)])
+            first = False
+        elif isinstance(layer, mt.Flatten):
+            out = (shape[0], int(np.prod(shape[1:])))
+        shape = out
+    return shapes * chunks
+
+
+def product_step(model, input_shape):
+    """A function running the matrix products of one fast step of model (products()) on
+    random float32 operands of the same shapes, one BLAS thread each, chunk by chunk on
+    minits' threads as the batch split runs them: what no rearrangement of the copies
+    around them can beat. Returns (step, number of products)."""
+    from minits.layers import fast_split
+
+    shapes = products(model, input_shape)
+    chunks = fast_split.split_count(model.layers, input_shape[0])
+    rng = np.random.default_rng(0)
+    mats = [(rng.standard_normal((m, k), dtype=np.float32),
+             rng.standard_normal((k, n), dtype=np.float32), np.empty((m, n), np.float32))
+            for m, k, n in shapes]
+    per_chunk = len(mats) // chunks
+
+    def chunk(c):
+        for a, b, out in mats[c * per_chunk:(c + 1) * per_chunk]:
+            np.matmul(a, b, out=out)
+
+    if chunks == 1:  # not split: the products run on BLAS's threads, as in the step
+        return (lambda: chunk(0)), len(mats)
+    return (lambda: fast_split.run_parallel(chunk, [(c,) for c in range(chunks)])), len(mats)
 
 
 def main(argv=None):
