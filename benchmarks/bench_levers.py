@@ -28,6 +28,7 @@ from minits.layers import (  # noqa: E402
     fast_blocking,
     fast_conv,
     fast_pool,
+    fast_split,
     flatten,
     pool,
 )
@@ -125,6 +126,7 @@ def contiguous_nchw(method):
 # name -> (list of (object, attribute, replacement), model dtype, input_grad of backward)
 VARIANTS = {
     "all levers": ([], np.float32, False),
+    "no batch split (one chunk)": ([(fast_split, "MAX_SPLIT", 1)], np.float32, False),
     "ReLU before pooling (list order)": ([(mt.Sequential, "schedule", in_list_order)],
                                          np.float32, False),
     "pooling with masked updates": ([(pool, "fast_maxpool_forward", pool_forward_masked),
@@ -205,6 +207,7 @@ def main(argv=None):
               for name, (_, dtype, _) in VARIANTS.items()}
     times = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
+    mt.set_num_threads(args.threads)  # the batch split's threads (BLAS's are set below)
     with threadpool_limits(limits=args.threads):
         for r in range(3 + args.repeats):
             names.reverse()
