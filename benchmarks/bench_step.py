@@ -239,51 +239,75 @@ def label(layer):
 def profile(repeats, threads):
     """Median forward and backward time of every layer in one lenet5 (K = 10) step.
 
-    Calls the layers by hand in the order Sequential.forward runs them (its
-    schedule(): a ReLU before a MaxPool2d runs after it), backward in reverse
-    without an input gradient for the first layer, and also times the loss and
-    the SGD update.
+    Runs the step as the fast Sequential does, by hand: the batch split into its chunks
+    (minits/layers/fast_split.py), each chunk's replica layers in the order forward
+    runs them (schedule(): a ReLU before a MaxPool2d runs after it), backward in
+    reverse without an input gradient for the first layer; a layer's time is summed
+    over the chunks, which run one after the other here (BLAS on `threads` threads
+    when the batch is not split). Also times the loss, the sum of the chunks'
+    gradients and the SGD update.
     """
+    from minits.layers import fast_split
+
     build, shape, k = MODELS["lenet5 K=10"]
     model = build()
     data = batches(shape, k)
-    layers = model.layers
-    order = model.schedule() if hasattr(model, "schedule") else list(range(len(layers)))
-    first = next(i for i in order if layers[i].params)
-    fwd = {i: [] for i in order}
-    bwd = {i: [] for i in order}
-    other = {"loss": [], "sgd update": [], "whole step": []}
-    with threadpool_limits(limits=threads):
+    order = model.schedule()
+    first = next(i for i in order if model.layers[i].params)
+    chunks = fast_split.split_count(model.layers, BATCH)
+    bounds = fast_split.chunk_bounds(BATCH, chunks)
+    fwd, bwd = {i: [] for i in order}, {i: [] for i in order}
+    other = {"loss": [], "gradient sums": [], "sgd update": [], "whole step": []}
+
+    def timed(record, i, call, *args, **kwargs):
+        t0 = CLOCK()
+        out = call(*args, **kwargs)
+        record[i][-1] += CLOCK() - t0
+        return out
+
+    with threadpool_limits(limits=threads if chunks == 1 else 1):
         for r in range(WARMUP + repeats):
             x, y = data[r % len(data)]
-            keep = r >= WARMUP
+            for t in (*fwd.values(), *bwd.values()):
+                t.append(0.0)
             t_start = CLOCK()
-            for i in order:
-                t0 = CLOCK()
-                x = layers[i].forward(x)
-                fwd[i].append(CLOCK() - t0)
+            kept = fast_split.replicas(model, chunks)
+            parts = []
+            for layers, (a, b) in zip(kept, bounds, strict=True):
+                out = x[a:b]
+                for i in order:
+                    out = timed(fwd, i, layers[i].forward, out)
+                parts.append(out)
             t0 = CLOCK()
-            _, d = cross_entropy(x, y)
+            _, d = cross_entropy(np.concatenate(parts), y)
             other["loss"].append(CLOCK() - t0)
-            for i in reversed(order[order.index(first):]):
-                t0 = CLOCK()
-                d = layers[i].backward(d, input_grad=i != first)
-                bwd[i].append(CLOCK() - t0)
+            for layers, (a, b) in zip(kept, bounds, strict=True):
+                dc = d[a:b]
+                for i in reversed(order[order.index(first):]):
+                    dc = timed(bwd, i, layers[i].backward, dc, input_grad=i != first)
+            t0 = CLOCK()
+            for j, layer in enumerate(model.layers):
+                for name, grad in layer.grads.items():
+                    np.copyto(grad, kept[0][j].grads[name])
+                    for chunk in kept[1:]:
+                        grad += chunk[j].grads[name]
+            other["gradient sums"].append(CLOCK() - t0)
             t0 = CLOCK()
             for layer in model.linear_layers():
                 for name, p in layer.params.items():
                     p -= LR * layer.grads[name]
             other["sgd update"].append(CLOCK() - t0)
             other["whole step"].append(CLOCK() - t_start)
-            if not keep:  # warm-up step: forget its times
+            if r < WARMUP:  # warm-up step: forget its times
                 for t in (*fwd.values(), *bwd.values(), *other.values()):
                     t.clear()
+    layers = model.layers
 
     def ms(times):
         return statistics.median(times) * 1e3 if times else 0.0
 
-    print(f"lenet5 K=10, batch {BATCH}, float32, {threads} thread(s): "
-          f"median of {repeats} steps, ms")
+    print(f"lenet5 K=10, batch {BATCH} in {chunks} chunks, float32: median of {repeats} "
+          "steps, ms")
     print(f"{'layer (in the order run)':<32}{'forward':>9}{'backward':>10}{'total':>9}")
     total_f = total_b = 0.0
     for i in order:
