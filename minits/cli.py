@@ -88,7 +88,8 @@ def _common(p, *, seeds_default=None):
                    help="runs side by side in N processes (default: the number of cores, "
                         f"{cores} here); every run trains with one BLAS thread, so the "
                         "numbers are the same whatever N is")
-    g.add_argument("--blas-threads", type=positive_int, default=1, metavar="N",
+    g.add_argument("--threads", "--blas-threads", dest="blas_threads", type=positive_int,
+                   default=1, metavar="N",
                    help="threads per run (default 1): a convolutional network's batch "
                         "runs in chunks on N threads (the same numbers whatever N); a dense "
                         "network's matrix products run on N BLAS threads, which split their "

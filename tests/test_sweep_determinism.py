@@ -4,11 +4,13 @@ result files of --jobs 1, --jobs 2 and a resumed sweep are identical, array for 
 (timings aside). The implementation (--impl) is part of a run's configuration: a run
 folder never mixes the two."""
 
+import contextlib
 import os
 
 import numpy as np
 import pytest
 
+import minits as mt
 from minits import cli
 from minits.experiments import executor, plan, presets
 from minits.training import checkpoint
@@ -121,17 +123,22 @@ def test_the_default_jobs_is_the_number_of_cores():
     assert args.blas_threads == 1
 
 
-def test_blas_threads_reach_the_runs(tmp_path, monkeypatch):
-    """--blas-threads N: the runs of this process train inside blas_threads(N)."""
+def test_threads_reach_the_runs(tmp_path, monkeypatch):
+    """--threads N (alias --blas-threads): the runs of this process train inside
+    blas_threads(N), which sets BLAS's threads and minits' own (the batch split)."""
     seen = []
     real = executor.blas_threads
 
+    @contextlib.contextmanager
     def spy(n):
-        seen.append(n)
-        return real(n)
+        with real(n):
+            seen.append((n, mt.get_num_threads()))
+            yield
 
     monkeypatch.setattr(executor, "blas_threads", spy)
     args = [*ARGS, "--seeds", "1", "--iterations", "4", "--eval-every", "2", "--jobs", "1"]
     assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
     assert cli.main([*args, "--blas-threads", "2", "--out", str(tmp_path / "b")]) == 0
-    assert seen == [1, 2]
+    assert cli.main([*args, "--threads", "3", "--out", str(tmp_path / "c")]) == 0
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert mt.get_num_threads() == 1
