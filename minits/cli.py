@@ -90,10 +90,10 @@ def _common(p, *, seeds_default=None):
                         "numbers are the same whatever N is")
     g.add_argument("--threads", "--blas-threads", dest="blas_threads", type=positive_int,
                    default=1, metavar="N",
-                   help="threads per run (default 1): a convolutional network's batch "
-                        "runs in chunks on N threads (the same numbers whatever N); a dense "
-                        "network's matrix products run on N BLAS threads, which split their "
-                        "sums differently: the last bits of its numbers then depend on N")
+                   help="threads per run (default 1): a convolutional network's batch runs "
+                        "in chunks on N threads; BLAS stays at one thread per run, so the "
+                        "numbers are the same whatever N is (a dense network runs on one "
+                        "thread). With --jobs, jobs x N should not exceed the cores")
     g.add_argument("--executor", choices=executor.EXECUTORS, default=None,
                    help="where the runs train: local (this machine's processes, default) or "
                         "dask (a Dask cluster: a LocalCluster of --jobs workers, or the one "

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 import minits as mt
 from minits import cli
@@ -72,7 +73,7 @@ def test_jobs_1_jobs_2_and_a_resumed_sweep_give_identical_result_files(tmp_path)
         def is_set(self):
             return len(steps) >= 13
 
-    with executor.blas_threads(1):
+    with executor.run_threads(1):
         assert executor.run_task(tasks[3], stop=Stop(), progress=steps.append).status == \
             "interrupted"
         assert executor.run_task(tasks[0]).status == "done"
@@ -125,20 +126,22 @@ def test_the_default_jobs_is_the_number_of_cores():
 
 def test_threads_reach_the_runs(tmp_path, monkeypatch):
     """--threads N (alias --blas-threads): the runs of this process train inside
-    blas_threads(N), which sets BLAS's threads and minits' own (the batch split)."""
+    run_threads(N): minits' own threads (the batch split) N, BLAS's one."""
     seen = []
-    real = executor.blas_threads
+    real = executor.run_threads
 
     @contextlib.contextmanager
     def spy(n):
         with real(n):
-            seen.append((n, mt.get_num_threads()))
+            blas = {d["num_threads"] for d in threadpoolctl.threadpool_info()
+                    if d["user_api"] == "blas"}
+            seen.append((n, mt.get_num_threads(), blas))
             yield
 
-    monkeypatch.setattr(executor, "blas_threads", spy)
+    monkeypatch.setattr(executor, "run_threads", spy)
     args = [*ARGS, "--seeds", "1", "--iterations", "4", "--eval-every", "2", "--jobs", "1"]
     assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
     assert cli.main([*args, "--blas-threads", "2", "--out", str(tmp_path / "b")]) == 0
     assert cli.main([*args, "--threads", "3", "--out", str(tmp_path / "c")]) == 0
-    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert seen == [(1, 1, {1}), (2, 2, {1}), (3, 3, {1})]
     assert mt.get_num_threads() == 1

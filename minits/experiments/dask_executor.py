@@ -9,7 +9,7 @@ Each run is one task (Client.submit); a worker runs executor.run_task, the funct
 the local pool runs, and writes the same atomic per-run files under --out, so the
 folder must be one every worker sees (a shared file system). Resuming, the lock and
 the summary are the local sweep's: only where a run trains changes. Every run
-trains with `threads` BLAS threads (threadpoolctl, inside the task), so its numbers
+trains inside executor.run_threads(threads) (one BLAS thread, `threads` of minits'), so its numbers
 are those of --executor local.
 
 Faults: a worker that dies loses only the run it was training; the scheduler gives
@@ -82,15 +82,15 @@ class _Progress:
 
 
 def run_on_worker(task, threads, name):
-    """One run on a Dask worker: executor.run_task with `threads` BLAS threads.
+    """One run on a Dask worker: executor.run_task inside executor.run_threads(threads).
 
-    task: executor.Task. threads: BLAS threads (None: leave them). name: the sweep's
+    task: executor.Task. threads: minits' threads per run (None: leave them). name: the sweep's
     distributed.Event (the stop flag) and the topic of its progress events.
     Returns (Outcome, [log lines of the run], iterations done and not yet reported):
     the lines go back with the result, for the client to print.
     """
     lines, progress = [], _Progress(name)
-    with executor.blas_threads(threads):
+    with executor.run_threads(threads):
         outcome = executor.run_task(task, stop=_ClusterStop(name), progress=progress,
                                     log=lines.append)
     return outcome, lines, progress.pending
@@ -119,7 +119,7 @@ def absolute(task):
 def connect(jobs, scheduler=None, threads=1):
     """A Client of the cluster at `scheduler` (an address, e.g. tcp://host:8786), or of a
     new LocalCluster of `jobs` worker processes with one thread each (loopback only);
-    its workers inherit BLAS variables set to `threads` threads."""
+    its workers inherit BLAS variables set to one thread."""
     if scheduler is not None:
         try:
             client = Client(scheduler)

@@ -51,10 +51,11 @@ def available_cores():
 
 
 @contextlib.contextmanager
-def blas_threads(n):
-    """A run's threads: limit the BLAS (and OpenMP) thread pools of this process to n
-    threads inside the block, and let minits split a convolutional network's batch over
-    n threads (minits.set_num_threads); then restore both. n=None leaves them as they are."""
+def run_threads(n):
+    """A run's threads inside the block: minits splits a convolutional network's batch
+    over n threads (minits.set_num_threads), and BLAS (and OpenMP) run on one thread, so
+    the numbers never depend on n or on the machine's cores; then restore both.
+    n=None leaves them as they are."""
     if n is None:
         yield
         return
@@ -63,7 +64,7 @@ def blas_threads(n):
     before = get_num_threads()
     set_num_threads(int(n))
     try:
-        with threadpool_limits(limits=int(n)):
+        with threadpool_limits(limits=1):
             yield
     finally:
         set_num_threads(before)
@@ -177,10 +178,11 @@ class _WorkerStop:
 
 def _worker_init(event, messages, parent_pid, threads):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    if threads is not None:
+    if threads is not None:  # held for the worker's life, as run_threads(threads) would
         from threadpoolctl import threadpool_limits
 
-        _WORKER["limits"] = threadpool_limits(threads)  # held for the worker's life
+        _WORKER["limits"] = threadpool_limits(1)
+        set_num_threads(threads)
     _WORKER.update(stop=_WorkerStop(event, parent_pid), messages=messages)
 
 
@@ -205,13 +207,13 @@ def _worker_run(task):
 
 @contextlib.contextmanager
 def _blas_thread_env(threads):
-    """Spawned workers inherit os.environ: set their BLAS threads before they import numpy
-    (threadpoolctl then holds the limit in _worker_init)."""
+    """Spawned workers inherit os.environ: set their BLAS threads (one) before they import
+    numpy (threadpoolctl then holds the limit in _worker_init)."""
     if threads is None:
         yield
         return
     saved = {name: os.environ.get(name) for name in BLAS_ENV}
-    os.environ.update({name: str(threads) for name in BLAS_ENV})
+    os.environ.update({name: "1" for name in BLAS_ENV})
     try:
         yield
     finally:
@@ -275,8 +277,9 @@ def run_tasks(tasks, jobs=1, show_progress=True, say=None, threads=1, executor="
 
     jobs: worker processes (1: in this process). show_progress: a progress bar over
     all iterations left, with an estimated time. say: callable(str) for messages.
-    threads: BLAS threads per run (1, so that the numbers do not depend on jobs);
-        None leaves the BLAS library as it is.
+    threads: minits' threads per run (run_threads: the batch split; BLAS runs on one
+        thread, so the numbers depend neither on jobs nor on threads); None leaves
+        both as they are.
     executor: 'local' (this process or a pool) or 'dask' (dask_executor: the cluster
         at `scheduler`, an address, or a LocalCluster of `jobs` worker processes).
     stopped is True when a stop was requested (Ctrl-C, SIGTERM) before the end.
@@ -297,7 +300,7 @@ def run_tasks(tasks, jobs=1, show_progress=True, say=None, threads=1, executor="
 
             return run_tasks_dask(tasks, bar, jobs=jobs, scheduler=scheduler, threads=threads)
         if jobs == 1 or len(tasks) <= 1:
-            with blas_threads(threads):
+            with run_threads(threads):
                 return _run_here(tasks, bar, say)
         return _run_pool(longest_first(tasks), min(jobs, len(tasks)), bar, say, threads)
     finally:
