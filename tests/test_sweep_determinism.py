@@ -145,3 +145,20 @@ def test_threads_reach_the_runs(tmp_path, monkeypatch):
     assert cli.main([*args, "--threads", "3", "--out", str(tmp_path / "c")]) == 0
     assert seen == [(1, 1, {1}), (2, 2, {1}), (3, 3, {1})]
     assert mt.get_num_threads() == 1
+
+
+def test_a_pool_worker_holds_one_blas_thread_and_the_run_threads(monkeypatch):
+    """What _worker_init sets up for a worker's whole life: BLAS at one thread, minits'
+    threads at --threads (here in this process, then undone)."""
+    import signal
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # keep this process's Ctrl-C
+    monkeypatch.setattr(executor, "_WORKER", {})
+    executor._worker_init(None, None, os.getpid(), 2)
+    try:
+        blas = {d["num_threads"] for d in threadpoolctl.threadpool_info()
+                if d["user_api"] == "blas"}
+        assert blas == {1} and mt.get_num_threads() == 2
+    finally:
+        executor._WORKER["limits"].restore_original_limits()
+        mt.set_num_threads(1)
