@@ -14,7 +14,9 @@ gradient is the sum of the chunks' gradients, added in chunk order:
 
     dW = (((dW_0 + dW_1) + dW_2) + ...)
 
-The logits and dL/dx are the chunks' results side by side. S depends only on the
+The logits and dL/dx are the chunks' results side by side. The layers themselves
+keep no cache of a split forward: its backward goes through the model
+(Sequential.backward), not through one of its layers. S depends only on the
 layers and N, never on the number of threads (minits.set_num_threads), and every
 chunk calls BLAS on one thread, so every thread count gives the same numbers, bit
 for bit; against the unsplit batch (the plain Sequential) only the gradients'
