@@ -7,8 +7,10 @@ minits.experiments.sweep.run_experiment: the same RunConfig, the same test-set
 conversion, checkpoints, result file and summary), for the first N iterations
 (default 2000, eval_every 2000 as in the grid: one periodic evaluation at t = 0, then
 the end-of-run measures of finish() at t = N), then the figures `reproduce` draws.
-Every run computes with one BLAS thread, as a sweep's runs do. --preset quick times
-a whole run of the quick grid (600 iterations, an evaluation every 150).
+Every run computes with one BLAS thread and (default) one thread of minits, as a
+sweep of one run per core does (--threads N: the batch split of reproduce --threads).
+--preset quick times a whole run of the quick grid (600 iterations, an evaluation
+every 150).
 
 Each phase is timed by wrapping, from this script, the function that does it
 (monkeypatching at the script level: the package holds no timer and computes the
@@ -162,7 +164,8 @@ def run_once(args, phases):
         instrument(phases)
         phases.mark = (time.process_time(), time.perf_counter())
         table, _, outcomes = sweep.run_experiment(exp, out, jobs=1, data_dir=args.data_dir,
-                                                  show_progress=False, say=print)
+                                                  show_progress=False, say=print,
+                                                  threads=args.threads)
         if outcomes[0].status != "done":
             raise SystemExit(f"the run did not finish: {outcomes[0]}")
         plots.draw_all(table, os.path.join(out, "figures"))
@@ -226,11 +229,15 @@ def main():
                    help="the first N iterations of the run (default 2000, at most the preset's)")
     p.add_argument("--variant", default="two-scale")
     p.add_argument("--eta", type=float, default=0.01)
+    p.add_argument("--threads", type=int, default=1,
+                   help="minits' threads per run, as reproduce --threads (default 1, what a "
+                        "sweep of one run per core uses); CPU time counts every thread")
     p.add_argument("--data-dir", default=None, help="CIFAR-10's folder (default: the loaders')")
     p.add_argument("--out", default=None,
                    help="keep the run folder here (default: a temporary folder, removed)")
     args = p.parse_args()
-    print(f"minits, implementation {mt.current_impl()}, 1 BLAS thread")
+    print(f"minits, implementation {mt.current_impl()}, 1 BLAS thread, "
+          f"{args.threads} thread(s) per run")
     phases = Phases()
     with threadpool_limits(limits=1):
         full, exp, N = run_once(args, phases)
