@@ -42,6 +42,7 @@ BATCH = 128
 LR = 0.01
 WARMUP = 10
 BLOCK = 10  # steps per timed block (time_row)
+LEAD_IN = 2  # untimed steps before each block (time_row)
 CLOCK = time.perf_counter  # --clock cpu: time.process_time
 
 # name -> (minits builder, input shape per sample, number of classes)
@@ -145,7 +146,10 @@ def time_row(name, threads, repeats, torch, block=BLOCK):
     so a busy machine slows all of them alike. Steps are not interleaved one by one:
     with more than one thread, OpenBLAS's pool and PyTorch's OpenMP pool (which spins
     after each parallel region) would then fight over the same cores on every switch,
-    and PyTorch's 2-thread step measured slower than its 1-thread one. Returns, per
+    and PyTorch's 2-thread step measured slower than its 1-thread one. Each block starts
+    with LEAD_IN untimed steps: a pool the previous block used keeps spinning for a while
+    after its last call (OpenBLAS's worker threads for about 2**28 cycles, PyTorch's
+    OpenMP threads too) and would slow the first steps of whoever comes next. Returns, per
     framework, the median over blocks of the time per step, and the interquartile
     range over blocks (ms).
     """
@@ -175,6 +179,8 @@ def time_row(name, threads, repeats, torch, block=BLOCK):
     for b in range(blocks):
         order.reverse()  # alternate who goes first, so nobody always runs on a warm cache
         for key in order:
+            for i in range(LEAD_IN):  # the previous framework's pool winds down meanwhile
+                steps[key](i)
             t0 = CLOCK()
             for i in range(b * block, (b + 1) * block):
                 steps[key](i)
