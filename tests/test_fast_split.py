@@ -18,6 +18,14 @@ from minits.layers.fast_split import MIN_CHUNK, chunk_bounds, split_count
 from minits.training import train_step
 
 
+@pytest.fixture(autouse=True)
+def _fast():
+    """The batch split is the fast implementation's: every test here runs under it
+    (and takes the plain one, unsplit, as its reference), whatever MINITS_IMPL says."""
+    with mt.using("fast"):
+        yield
+
+
 def small_convnet(seed, C=2, F=3, k=3, stride=1, padding=0, pool=(2, 2), bias=False,
                   dtype=np.float64, side=(7, 9)):
     """Conv2d, ReLU, MaxPool2d(pool), Flatten, Linear(-> 4): a network that is split."""
