@@ -39,6 +39,7 @@ import numpy as np
 from ..backend import get_num_threads
 from .activations import ReLU
 from .conv import Conv2d
+from .fast_sequential import fast_sequential_backward
 from .flatten import Flatten
 from .linear import Linear
 from .pool import MaxPool2d
@@ -126,16 +127,22 @@ def split_forward(model, order, x, chunks):
     return np.concatenate(parts)
 
 
-def split_backward(model, backward, dX, chunks, input_grad):
-    """Backward of each chunk on its replicas, then every layer's grads = the sum over
-    chunks in chunk order. Returns dL/dx (N, ...) of the chunks side by side, or None.
+def split_backward(model, order, dX, chunks, input_grad):
+    """Backward of each chunk on its replicas (fast_sequential_backward, the reverse of
+    `order`), then every layer's grads = the sum over chunks in chunk order.
 
-    backward(layers, d, input_grad): the fast Sequential's backward on one chunk's layers.
+    Inputs:
+        model, order, chunks: as split_forward was given; dX: dL/dX, (N, K)
+    Returns:
+        dL/dx (N, ...), the chunks' side by side, or None when not input_grad
     """
     bounds = chunk_bounds(len(dX), chunks)
     kept = replicas(model, chunks)
-    parts = run_parallel(lambda layers, start, stop: backward(layers, dX[start:stop], input_grad),
-                         [(layers, *b) for layers, b in zip(kept, bounds, strict=True)])
+
+    def backward(layers, start, stop):
+        return fast_sequential_backward(layers, order, dX[start:stop], input_grad)
+
+    parts = run_parallel(backward, [(layers, *b) for layers, b in zip(kept, bounds, strict=True)])
     for j, layer in enumerate(model.layers):
         for name, grad in layer.grads.items():
             np.copyto(grad, kept[0][j].grads[name])

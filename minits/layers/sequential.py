@@ -72,16 +72,13 @@ class Sequential:
         if self._impl is None:
             raise RuntimeError("Sequential.backward() called before forward()")
         if self._split > 1:
-            return split_backward(self, self._backward_chunk, dX, self._split, input_grad)
+            return split_backward(self, self._order, dX, self._split, input_grad)
         if self._impl == "fast":
             return fast_sequential_backward(self.layers, self._order, dX, input_grad)
         d = dX
         for i in reversed(self._order):
             d = self.layers[i].backward(d)
         return d if input_grad else None
-
-    def _backward_chunk(self, layers, dX, input_grad):
-        return fast_sequential_backward(layers, self._order, dX, input_grad)
 
     def parameters(self):
         """Yield (layer, name, param, grad) for every parameter array, layer by layer."""
