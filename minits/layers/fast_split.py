@@ -67,8 +67,9 @@ def split_count(layers, batch_size):
 def chunk_bounds(batch_size, chunks):
     """[(start, stop), ...]: chunks consecutive slices of nearly equal size
     (np.array_split's sizes: the first batch_size % chunks are one longer)."""
-    edges = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(batch_size), chunks)])
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+    size, longer = divmod(batch_size, chunks)
+    starts = [c * size + min(c, longer) for c in range(chunks + 1)]
+    return list(zip(starts[:-1], starts[1:], strict=True))
 
 
 def replicas(model, chunks):
