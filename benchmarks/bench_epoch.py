@@ -5,7 +5,8 @@ Two measurements, each in this (fresh) process, at 1 BLAS thread by default:
   epoch:  the 391 steps of one pass over the 50,000 training images in batches
           of 128 (the last one has 80), data loading included: each batch is
           gathered from the uint8 images and converted to float32 by
-          mt.datasets.batches, then forward, cross-entropy, backward, SGD.
+          mt.datasets.batches, then forward, cross-entropy, backward, SGD, with
+          the fast implementation (minits.fast.convert), as training runs.
   --run:  one epoch of the real training loop (minits.training.train: the
           paper's protocol, with its test-set evaluations and the final
           evaluation of the training and test sets), to measure the peak
@@ -28,10 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas  # noqa: E402
+
+blas.unset_coretype()  # before NumPy loads OpenBLAS
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import minits as mt  # noqa: E402
+from minits import fast  # noqa: E402
 
 
 def peak_rss_mb():
@@ -55,8 +61,8 @@ def time_epochs(args):
     train_set = mt.datasets.load("cifar10", "train", data_dir=args.data_dir)
     print(f"loaded CIFAR-10 training set in {time.perf_counter() - t0:.1f} s; "
           f"peak memory so far {peak_rss_mb():.0f} MB")
-    model = mt.models.lenet5(num_classes=train_set.num_classes, seed=0)
-    loss, sgd = mt.losses.CrossEntropy(), mt.SGD(lr=0.1)
+    model = fast.convert(mt.models.lenet5(num_classes=train_set.num_classes, seed=0))
+    loss, sgd = fast.convert(mt.losses.CrossEntropy()), mt.SGD(lr=0.1)
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         steps, mean_loss = one_epoch(model, loss, sgd, train_set, seed=epoch)
@@ -76,7 +82,7 @@ def training_run(args):
           f"peak memory so far {peak_rss_mb():.0f} MB")
     steps = len(train_set) // 128 * args.epochs
     config = RunConfig(dataset="cifar10", variant="two-scale", eta=1.0, model="lenet5",
-                       iterations=steps, eval_every=max(1, steps // 4))
+                       iterations=steps, eval_every=max(1, steps // 4), impl="fast")
     t0 = time.perf_counter()
     train(config, train_set, test_set)
     print(f"training run ({steps} steps, 4 test evaluations, final evaluation of both sets) "
@@ -96,6 +102,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.threads < 1:
         parser.error("--epochs and --threads must be >= 1")
+    print(blas.describe())
     with threadpool_limits(limits=args.threads):
         (training_run if args.run else time_epochs)(args)
 

@@ -4,7 +4,8 @@ Prints the median CPU time of one step (batch 128, float32, 1 thread) of
   bare:  model.forward, an inline softmax cross-entropy, model.backward, p -= lr * g
   real:  what minits.training.loop runs per step: TwoScale (or --loss) forward and
          backward (normalisation, Eq. (13)-(15), diagnostics), mt.SGD, batch accuracy
-and their difference, the per-step bookkeeping. Steps are interleaved.
+and their difference, the per-step bookkeeping. Both run the fast implementation
+(minits.fast.convert: the model and the loss training uses). Steps are interleaved.
 
     python benchmarks/bench_loss.py                 # mlp and lenet5, TwoScale(eta=0.01)
     python benchmarks/bench_loss.py --loss one-scale --repeats 300
@@ -15,12 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas  # noqa: E402
+
+blas.unset_coretype()  # before NumPy loads OpenBLAS
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import minits as mt  # noqa: E402
-from minits.training.build import loss_scales, well_classified_fraction  # noqa: E402
+from minits import fast  # noqa: E402
+from minits.training.build import loss_scales, second_case_fraction  # noqa: E402
 
 LOSSES = {
     "two-scale": lambda R0: mt.losses.TwoScale(0.01, R1=R0, R2=10 * R0),
@@ -32,9 +38,9 @@ LOSSES = {
 
 def setup(kind, rng):
     if kind == "mlp":
-        return (mt.models.mlp([784, 128, 10], seed=0),
+        return (fast.convert(mt.models.mlp([784, 128, 10], seed=0)),
                 rng.random((128, 1, 28, 28), dtype=np.float32))
-    return (mt.models.lenet5(num_classes=10, seed=0),
+    return (fast.convert(mt.models.lenet5(num_classes=10, seed=0)),
             rng.standard_normal((128, 3, 32, 32)).astype(np.float32))
 
 
@@ -42,7 +48,7 @@ def bench(kind, loss_name, repeats):
     rng = np.random.default_rng(0)
     model, x = setup(kind, rng)
     y = rng.integers(0, 10, len(x))
-    loss = LOSSES[loss_name](mt.scale_R(model))
+    loss = fast.convert(LOSSES[loss_name](mt.scale_R(model)))
     sgd = mt.SGD(0.01)  # small steps: the model stays near its start for every repeat
     rows = np.arange(len(x))
 
@@ -50,7 +56,7 @@ def bench(kind, loss_name, repeats):
         loss_scales(loss.params)
         loss.forward(model, x, y)
         loss.last.accuracy  # noqa: B018 (what the loop's history reads)
-        well_classified_fraction(loss)
+        second_case_fraction(loss)
         loss.backward()
         sgd.step(model, loss)
 
@@ -81,6 +87,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--models", default="mlp,lenet5")
     args = parser.parse_args()
+    print(blas.describe())
     with threadpool_limits(1):
         for kind in args.models.split(","):
             bench(kind, args.loss, args.repeats if kind == "mlp" else max(20, args.repeats // 4))

@@ -42,15 +42,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas  # noqa: E402
+
+blas.unset_coretype()  # before NumPy loads OpenBLAS
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-import minits as mt  # noqa: E402
-from minits import fast_normalization, normalization, optim, plots  # noqa: E402
-from minits.experiments import Experiment, executor, presets, sweep  # noqa: E402
+from minits import fast, losses, normalization, optim, plots  # noqa: E402
+from minits.experiments import Experiment, presets, sweep  # noqa: E402
+from minits.experiments.data import load_split  # noqa: E402
 from minits.layers import sequential  # noqa: E402
-from minits.losses import base  # noqa: E402
+from minits.training import config as run_config  # noqa: E402
 from minits.training import evaluate, history, loop, results  # noqa: E402
+
+LOSS_CLASSES = (losses.Loss, losses.CrossEntropy, losses.Truncated, losses.NormalizedLoss,
+                losses.TwoScale, losses.OneScale, losses.TwoScaleWrapper,
+                losses.TwoScaleSeparation, *(cls for cls in fast.TWINS.values()
+                                              if issubclass(cls, losses.Loss)))
 
 TRAINING = ("data batches (to_inputs)", "model forward+backward",
             "loss: normalisation (R, X_hat, chain rule)", "loss: objective, split, diagnostics",
@@ -112,13 +121,16 @@ def instrument(phases):
     """Wrap the functions of each phase (see the module docstring)."""
     w = phases.wrap
     w(loop._Run, "batch", TRAINING[0])
-    w(sequential.Sequential, "forward", TRAINING[1])
-    w(sequential.Sequential, "backward", TRAINING[1])
-    for cls in (fast_normalization.FastNormalization, normalization.Normalization):
+    for cls in (sequential.Sequential, fast.FastSequential):
+        w(cls, "forward", TRAINING[1])
+        w(cls, "backward", TRAINING[1])
+    for cls in (fast.FastNormalization, normalization.Normalization):
         w(cls, "forward", TRAINING[2])
         w(cls, "backward", TRAINING[2])
-    w(base.Loss, "forward", TRAINING[3])
-    w(base.Loss, "backward", TRAINING[3])
+    for cls in LOSS_CLASSES:  # every class that has a forward or backward of its own
+        for name in ("forward", "backward"):
+            if name in vars(cls):
+                w(cls, name, TRAINING[3])
     w(optim.SGD, "step", TRAINING[4])
     w(loop._Run, "step", TRAINING[5])
     w(loop._Run, "__init__", SETUP)
@@ -153,7 +165,7 @@ def run_once(args, phases):
     """Load the data (untimed: once per worker), then the timed sweep of one run."""
     t0 = time.perf_counter()
     for split in ("train", "test"):
-        executor.load_split("cifar10", split, args.data_dir)
+        load_split("cifar10", split, args.data_dir)
     print(f"loaded CIFAR-10 in {time.perf_counter() - t0:.1f} s (not counted: once a worker)")
     full, exp, N = experiment(args)
     if args.out and os.path.exists(args.out) and os.listdir(args.out):
@@ -236,7 +248,8 @@ def main():
     p.add_argument("--out", default=None,
                    help="keep the run folder here (default: a temporary folder, removed)")
     args = p.parse_args()
-    print(f"minits, implementation {mt.current_impl()}, 1 BLAS thread, "
+    print(blas.describe())
+    print(f"minits, implementation {run_config.default_impl()}, 1 BLAS thread, "
           f"{args.threads} thread(s) per run")
     phases = Phases()
     with threadpool_limits(limits=1):

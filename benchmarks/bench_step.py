@@ -6,9 +6,10 @@ batch of 128 float32 images, for the paper's networks: mlp [784, 128, 10] on
 all bias-free. Both frameworks run in the same process, in alternating blocks
 of steps (time_row says why blocks), with the same number of BLAS / intra-op
 threads, so the ratio minits / torch is robust to a machine that is busy with
-other work (absolute milliseconds are not). minits runs twice: its fast implementation (the default,
-what training uses) and its plain one (minits.using("plain"), the code to read),
-each in its own model; the plain ratio is reported, not targeted.
+other work (absolute milliseconds are not). minits runs twice: its fast implementation
+(minits.fast.convert(model): what training uses) and its plain one (the model of
+minits.models as it is: the code to read), each in its own model; the plain ratio is
+reported, not targeted.
 
     python benchmarks/bench_step.py                  # 1 and 2 threads, 60 steps each
     python benchmarks/bench_step.py --quick          # a few steps, to check it runs
@@ -32,11 +33,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas  # noqa: E402
+
+blas.unset_coretype()  # before NumPy loads OpenBLAS
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import minits as mt  # noqa: E402
+from minits import fast  # noqa: E402
+from minits.fast import blocking, split  # noqa: E402
+from minits.fast.normalization import backward_without_input_grad  # noqa: E402
 
 BATCH = 128
 LR = 0.01
@@ -72,10 +80,11 @@ def cross_entropy(X, y):
 
 
 def minits_step(model, x, y):
-    """forward, loss, backward (no gradient for the data), SGD: alpha -= lr * grad, in place."""
+    """forward, loss, backward (no gradient for the data where the model can skip it: the
+    fast one), SGD: alpha -= lr * grad, in place."""
     X = model.forward(x)
     loss, dX = cross_entropy(X, y)
-    model.backward(dX, input_grad=False)
+    backward_without_input_grad(model, dX)
     for layer in model.linear_layers():
         for name, p in layer.params.items():
             p -= LR * layer.grads[name]
@@ -155,16 +164,12 @@ def time_row(name, threads, repeats, torch, block=BLOCK):
     """
     build, shape, k = MODELS[name]
     data = batches(shape, k)
-    model = build()
+    model = fast.convert(build(), threads=threads)  # the fast twin, on `threads` threads
     plain_model = build()
-
-    def plain_step(i):
-        with mt.using("plain"):
-            return minits_step(plain_model, *data[i % len(data)])
-
-    floor, _ = product_step(build(), (BATCH, *shape))
+    floor, _ = product_step(model, (BATCH, *shape))
     steps = {"minits": lambda i: minits_step(model, *data[i % len(data)]),
-             "plain": plain_step, "products": lambda i: floor()}
+             "plain": lambda i: minits_step(plain_model, *data[i % len(data)]),
+             "products": lambda i: floor()}
     if torch is not None:
         torch.set_num_threads(threads)
         tstep = make_torch_step(name.split()[0], k)
@@ -194,6 +199,7 @@ def run_table(thread_counts, repeats):
         print("torch is not importable: printing minits times only")
     block = min(BLOCK, repeats)
     blocks = -(-repeats // block)
+    print(blas.describe())
     print(f"one training step, batch {BATCH}, float32, bias-free; {blocks} blocks of {block} "
           "steps per framework: median over blocks of the ms per step [IQR]")
     header = (f"{'model':<14}{'threads':>8}{'minits ms':>18}{'torch ms':>18}{'ratio':>8}"
@@ -201,9 +207,8 @@ def run_table(thread_counts, repeats):
     print(header)
     print("-" * len(header))
     for threads in thread_counts:
-        # minits' own threads (batch split of the fast Sequential) and BLAS's; torch's
-        # are set in time_row
-        mt.set_num_threads(threads)
+        # BLAS's threads; minits' own (the batch split of FastSequential) and torch's are
+        # set in time_row
         with threadpool_limits(limits=threads):
             for name in MODELS:
                 print(format_row(name, threads, time_row(name, threads, repeats, torch, block)),
@@ -245,23 +250,21 @@ def label(layer):
 def profile(repeats, threads):
     """Median forward and backward time of every layer in one lenet5 (K = 10) step.
 
-    Runs the step as the fast Sequential does, by hand: the batch split into its chunks
-    (minits/layers/fast_split.py), each chunk's replica layers in the order forward
+    Runs the step as FastSequential does, by hand: the batch split into its chunks
+    (minits/fast/split.py), each chunk's replica layers in the order forward
     runs them (schedule(): a ReLU before a MaxPool2d runs after it), backward in
     reverse without an input gradient for the first layer; a layer's time is summed
     over the chunks, which run one after the other here (BLAS on `threads` threads
     when the batch is not split). Also times the loss, the sum of the chunks'
     gradients and the SGD update.
     """
-    from minits.layers import fast_split
-
     build, shape, k = MODELS["lenet5 K=10"]
-    model = build()
+    model = fast.convert(build(), threads=threads)
     data = batches(shape, k)
     order = model.schedule()
     first = next(i for i in order if model.layers[i].params)
-    chunks = fast_split.split_count(model.layers, BATCH)
-    bounds = fast_split.chunk_bounds(BATCH, chunks)
+    chunks = split.split_count(model.layers, BATCH)
+    bounds = split.chunk_bounds(BATCH, chunks)
     fwd, bwd = {i: [] for i in order}, {i: [] for i in order}
     other = {"loss": [], "gradient sums": [], "sgd update": [], "whole step": []}
 
@@ -277,7 +280,7 @@ def profile(repeats, threads):
             for t in (*fwd.values(), *bwd.values()):
                 t.append(0.0)
             t_start = CLOCK()
-            kept = fast_split.replicas(model, chunks)
+            kept = split.replicas(model, chunks)
             parts = []
             for layers, (a, b) in zip(kept, bounds, strict=True):
                 out = x[a:b]
@@ -312,6 +315,7 @@ def profile(repeats, threads):
     def ms(times):
         return statistics.median(times) * 1e3 if times else 0.0
 
+    print(blas.describe())
     print(f"lenet5 K=10, batch {BATCH} in {chunks} chunks, float32: median of {repeats} "
           "steps, ms")
     print(f"{'layer (in the order run)':<32}{'forward':>9}{'backward':>10}{'total':>9}")
@@ -329,13 +333,12 @@ def profile(repeats, threads):
 
 def products(model, input_shape):
     """The (m, k, n) shapes of every matrix product of one fast training step of model on a
-    batch of input_shape, per chunk of the batch split (minits/layers/fast_split.py):
-    convolutions as the fast Conv2d multiplies (output blocking, fast_input_grad), dense
-    layers as x @ W.T, dout.T @ x and dout @ W; no input gradient for the first layer."""
-    from minits.layers import fast_blocking, fast_split
-
+    batch of input_shape, per chunk of the batch split (minits/fast/split.py):
+    convolutions as FastConv2d multiplies (output blocking, input_grad), dense
+    layers as x @ W.T, dout.T @ x and dout @ W; no input gradient for the first layer.
+    model: a FastSequential."""
     N = input_shape[0]
-    chunks = fast_split.split_count(model.layers, N)
+    chunks = split.split_count(model.layers, N)
     shapes, shape, first = [], (N // chunks, *input_shape[1:]), True
     for layer in model.layers:
         out = layer.output_shape(shape) if hasattr(layer, "output_shape") else shape
@@ -343,11 +346,11 @@ def products(model, input_shape):
             n, C, H, W = shape
             _, F, Ho, Wo = out
             k, s = layer.kernel_size, layer.stride
-            b = min(layer.block or fast_blocking.choose_block(F, k, s, Wo), Wo)
-            K = C * k * fast_blocking.blocked_width(k, s, b)
-            cols = n * Ho * fast_blocking.num_blocks(Wo, b)
+            b = min(layer.block or blocking.choose_block(F, k, s, Wo), Wo)
+            K = C * k * blocking.blocked_width(k, s, b)
+            cols = n * Ho * blocking.num_blocks(Wo, b)
             shapes += [(F * b, K, cols), (F * b, cols, K)]  # forward, dW
-            if not first:  # fast_input_grad: (C*k, F*k) @ (F*k, n*Ho*Wp)
+            if not first:  # input_grad: (C*k, F*k) @ (F*k, n*Ho*Wp)
                 shapes.append((C * k, F * k, n * Ho * (W + 2 * layer.padding)))
             first = False
         elif isinstance(layer, mt.Linear):
@@ -364,11 +367,9 @@ def product_step(model, input_shape):
     """A function running the matrix products of one fast step of model (products()) on
     random float32 operands of the same shapes, one BLAS thread each, chunk by chunk on
     minits' threads as the batch split runs them: what no rearrangement of the copies
-    around them can beat. Returns (step, number of products)."""
-    from minits.layers import fast_split
-
+    around them can beat. model: a FastSequential. Returns (step, number of products)."""
     shapes = products(model, input_shape)
-    chunks = fast_split.split_count(model.layers, input_shape[0])
+    chunks = split.split_count(model.layers, input_shape[0])
     rng = np.random.default_rng(0)
     mats = [(rng.standard_normal((m, k), dtype=np.float32),
              rng.standard_normal((k, n), dtype=np.float32), np.empty((m, n), np.float32))
@@ -381,7 +382,8 @@ def product_step(model, input_shape):
 
     if chunks == 1:  # not split: the products run on BLAS's threads, as in the step
         return (lambda: chunk(0)), len(mats)
-    return (lambda: fast_split.run_parallel(chunk, [(c,) for c in range(chunks)])), len(mats)
+    return ((lambda: split.run_parallel(chunk, [(c,) for c in range(chunks)], model.threads)),
+            len(mats))
 
 
 def main(argv=None):

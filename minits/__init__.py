@@ -1,16 +1,17 @@
-"""minits: a NumPy-only deep-learning framework written to be read beside
-Berlyand, Creese & Jabin, "A novel multi-scale loss function for
+"""minits: a deep-learning framework in NumPy, without autograd, written to be read
+beside Berlyand, Creese & Jabin, "A novel multi-scale loss function for
 classification problems in machine learning".
 
 Reading order follows one training step: layers (Eq. (1)-(3)) -> models ->
 scale R and normalised logits (Eq. (7)-(11)) -> losses (Eq. (4), (12)-(18))
 -> SGD (Eq. (6), (14), (16), (18)) -> metrics (Sec. 3.1, Eq. (19)-(20)).
 Training runs and the paper's experiments live in minits.training and
-minits.experiments; the command line in minits.cli.
+minits.experiments; the command line in minits.cli. Everything here is the plain
+code, the code to read; minits.fast holds the fast twins that training runs
+(``minits.fast.convert(model)``), and nothing outside it depends on it.
 """
 
-from . import backend, datasets, gradcheck, layers, losses, metrics, models
-from .backend import current_impl, get_num_threads, set_num_threads, use, using
+from . import datasets, gradcheck, layers, losses, metrics, models
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Softmax
 from .optim import SGD, ScaleWarning
 from .scale import scale_R

@@ -18,10 +18,16 @@ import math
 import os
 import sys
 
-from . import backend, experiments
+from . import experiments
 from .experiments import executor, presets
 from .experiments.spec import DATASETS, STANDARDIZE
-from .training.config import CONFIDENCES, SEPARATION_SCALES, VARIANTS
+from .training.config import (
+    CONFIDENCES,
+    IMPLEMENTATIONS,
+    SEPARATION_SCALES,
+    VARIANTS,
+    default_impl,
+)
 
 EXIT_BAD_ARGS, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -88,8 +94,7 @@ def _common(p, *, seeds_default=None):
                    help="runs side by side in N processes (default: the number of cores, "
                         f"{cores} here); every run trains with one BLAS thread, so the "
                         "numbers are the same whatever N is")
-    g.add_argument("--threads", "--blas-threads", dest="blas_threads", type=positive_int,
-                   default=1, metavar="N",
+    g.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="threads per run (default 1): a convolutional network's batch runs "
                         "in chunks on N threads; BLAS stays at one thread per run, so the "
                         "numbers are the same whatever N is (a dense network runs on one "
@@ -123,7 +128,7 @@ def _training_args(m):
     m.add_argument("--lr", type=positive_float, default=0.1, help="SGD step tau (default 0.1)")
     m.add_argument("--batch-size", type=positive_int, default=128, help="#B (default 128)")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    m.add_argument("--impl", choices=backend.IMPLEMENTATIONS, default=backend.current_impl(),
+    m.add_argument("--impl", choices=IMPLEMENTATIONS, default=None,
                    help="plain: the implementation that reads like the paper; fast: the one "
                         "to train with (default: $MINITS_IMPL, else fast). They agree to "
                         "float rounding; a run folder holds runs of one of them only")
@@ -203,7 +208,8 @@ def _compare_and_train(sub):
 
 def _run_fields(args):
     return {"confidence": args.confidence, "gain": args.gain, "lr": args.lr,
-            "batch_size": args.batch_size, "dtype": args.dtype, "impl": args.impl,
+            "batch_size": args.batch_size, "dtype": args.dtype,
+            "impl": args.impl or default_impl(),
             "separation_scale": args.separation_scale or "fixed"}
 
 
@@ -223,7 +229,7 @@ def experiment_from_args(args):
 
 def _experiment(args):
     if args.command == "demo":
-        exp = presets.demo(seeds=args.seeds, iterations=args.iterations)
+        exp = presets.demo(seeds=args.seeds, iterations=args.iterations, **_run_fields(args))
         return _with_overrides(exp, args), args.out or os.path.join("runs", "demo")
     if args.command == "reproduce":
         exp = presets.figure(args.figure, args.preset, seeds=args.seeds,
@@ -258,7 +264,7 @@ def _experiment(args):
 
 
 def _with_overrides(exp, args):
-    run = {**exp.run, **_run_fields(args)}
+    run = dict(exp.run)
     if args.eval_every:
         run["eval_every"] = args.eval_every
     run["eval_every"] = min(run["eval_every"], run["iterations"])
@@ -301,7 +307,7 @@ def main(argv=None):
     try:
         summary, stopped, outcomes = experiments.run_experiment(
             experiment, out, jobs=args.jobs, data_dir=args.data_dir,
-            show_progress=not args.no_progress, threads=args.blas_threads,
+            show_progress=not args.no_progress, threads=args.threads,
             executor_name=engine, scheduler=args.scheduler)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"minits: error: {exc}", file=sys.stderr)

@@ -171,8 +171,9 @@ def check_layer(layer, x, dout=None, eps=1e-6, rtol=1e-5, atol=1e-7, seed=0, ele
                 max_elements=None, raise_on_failure=True):
     """Check a layer's backward: dL/dx and dL/d(every parameter), L = sum(forward(x) * dout).
 
-    The layer runs under the current implementation (minits.backend); to check the
-    plain or the fast one, call inside ``minits.using("plain")`` or ``using("fast")``.
+    The check runs exactly the code of the object it is given: a plain layer's plain
+    functions, a fast twin's fast code (minits.fast.convert(layer)), a subclass's own
+    forward and backward.
 
     Inputs:
         layer: anything with forward, backward, params, grads (a Layer or a Sequential

@@ -24,8 +24,8 @@ input raises ValueError / TypeError naming the argument.
 
 import numpy as np
 
-from .layers.reductions import row_max
 from .scale import confidence as _confidence
+from .scale import well_classified
 
 HISTOGRAM_BINS = 20
 
@@ -78,7 +78,7 @@ def close_enough_accuracy(y, proba, at):
     if not np.all(np.isfinite(ats)) or np.any(ats < 0):
         raise ValueError(f"at must be finite and >= 0, got {at!r}")
     p_true = _take(proba, y).astype(np.float64)
-    p_max = row_max(proba).astype(np.float64)
+    p_max = proba.max(axis=1).astype(np.float64)
     close = p_true[:, None] >= p_max[:, None] - ats.reshape(1, -1)
     result = close.mean(axis=0).reshape(ats.shape)
     return float(result) if ats.ndim == 0 else result
@@ -163,7 +163,7 @@ def delta_p(y, proba, misclassified_only=True):
     Output: (m,) or (n,), in the dtype of proba.
     """
     y, proba = _check(y, proba)
-    dp = _take(proba, y) - row_max(proba)
+    dp = _take(proba, y) - proba.max(axis=1)
     return dp[~_correct(y, proba)] if misclassified_only else dp
 
 
@@ -192,7 +192,9 @@ def well_classified_count(confidence_or_logits, etas, y=None):
     thresholds = np.asarray(etas, dtype=np.float64)
     if np.any(np.isnan(thresholds)):
         raise ValueError(f"etas must not be NaN, got {etas!r}")
-    counts = len(values) - np.searchsorted(np.sort(values), thresholds, side="right")
+    # members of W_eta for every threshold at once: (n, #etas), counted per threshold
+    member = well_classified(values[:, None], thresholds.reshape(1, -1))
+    counts = np.count_nonzero(member, axis=0).reshape(thresholds.shape)
     return int(counts) if thresholds.ndim == 0 else counts.astype(np.int64)
 
 
@@ -258,7 +260,7 @@ def reliability(y, proba, n_bins=CALIBRATION_BINS):
     if np.any(proba < 0) or np.any(proba > 1):
         raise ValueError("proba must hold probabilities in [0, 1]; got values in "
                          f"[{proba.min()}, {proba.max()}]")
-    c = row_max(proba).astype(np.float64)
+    c = proba.max(axis=1).astype(np.float64)
     correct = (np.argmax(proba, axis=1) == y).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # side="left": edges[m] < c <= edges[m + 1] puts c in bin m, the (lo, hi] rule
@@ -274,10 +276,10 @@ def reliability(y, proba, n_bins=CALIBRATION_BINS):
 def expected_calibration_error(y, proba, n_bins=CALIBRATION_BINS, norm="l1"):
     """Calibration error over the bins of :func:`reliability` (Guo et al. 2017, Sec. 2;
     torchmetrics' CalibrationError(task="multiclass", norm=...)), with gaps
-    g_m = |acc(I_m) - conf(I_m)| and weights w_m = #I_m / n over the non-empty bins:
+    g_m = |acc(I_m) - conf(I_m)| and counts n_m over the non-empty bins:
 
-        "l1"  ECE = sum_m w_m g_m
-        "l2"  sqrt(sum_m w_m g_m^2)
+        "l1"  ECE = sum_m n_m g_m / n
+        "l2"  sqrt(sum_m (n_m / n) g_m^2)
         "max" MCE = max_m g_m.
 
     Inputs: y: int (n,); proba: (n, K) probabilities; n_bins: int >= 1;
@@ -286,15 +288,56 @@ def expected_calibration_error(y, proba, n_bins=CALIBRATION_BINS, norm="l1"):
     """
     if norm not in CALIBRATION_NORMS:
         raise ValueError(f"norm must be one of {', '.join(CALIBRATION_NORMS)}; got {norm!r}")
+    return _calibration_error(reliability(y, proba, n_bins), norm)
+
+
+def calibration(y, proba, n_bins=CALIBRATION_BINS):
+    """The calibration of the probabilities from one binning (:func:`reliability`):
+    {"ece": the "l1" error, "mce": the "max" error (expected_calibration_error),
+    "reliability_confidence", "reliability_accuracy": float64 (n_bins,),
+    "reliability_count": int64 (n_bins,)}.
+    Inputs: y: int (n,); proba: (n, K) probabilities; n_bins: int >= 1.
+    """
     bins = reliability(y, proba, n_bins)
+    return {"ece": _calibration_error(bins, "l1"), "mce": _calibration_error(bins, "max"),
+            "reliability_confidence": bins["confidence"],
+            "reliability_accuracy": bins["accuracy"], "reliability_count": bins["count"]}
+
+
+def _calibration_error(bins, norm):
+    """The calibration error `norm` of reliability's bins (expected_calibration_error)."""
     full = bins["count"] > 0
     gap = np.abs(bins["accuracy"][full] - bins["confidence"][full])
-    weight = bins["count"][full] / bins["count"].sum()
+    count = bins["count"][full]
     if norm == "l1":
-        return float(np.sum(weight * gap))
+        return float(np.sum(count * gap) / count.sum())
     if norm == "l2":
-        return float(np.sqrt(np.sum(weight * gap**2)))
+        return float(np.sqrt(np.sum(count / count.sum() * gap**2)))
     return float(np.max(gap))
+
+
+# ----------------------------------------------------------------------------- losses of p
+
+
+def mean_nll(y, proba):
+    """Cross-entropy of given probabilities, Eq. (5) with Eq. (4): the mean of
+    -log p_{i(s)}, a probability of 0 (an underflow) read as float64's smallest normal.
+    Inputs: y: int (n,); proba: (n, K). Output: float."""
+    p_correct = proba[np.arange(len(y)), y].astype(np.float64)
+    return float(np.mean(-np.log(np.maximum(p_correct, np.finfo(np.float64).tiny))))
+
+
+def coarse_probabilities(proba, fine_to_coarse, num_coarse):
+    """Probability of each super-class: the sum of its fine classes' probabilities.
+
+    proba: (n, K); fine_to_coarse: (K,) ints (-1: a fine class of unknown super-class)
+    -> (n, num_coarse). Used for the close-enough performance on super-classes (Fig. 7).
+    """
+    fine_to_coarse = np.asarray(fine_to_coarse)
+    member = np.zeros((len(fine_to_coarse), num_coarse), dtype=proba.dtype)
+    known = np.flatnonzero(fine_to_coarse >= 0)  # -1: a fine class absent from the files
+    member[known, fine_to_coarse[known]] = 1
+    return proba @ member
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -19,10 +19,11 @@ finite after the step (an empty list when all is well) and keeps them in
 ``self.nonpositive_scales``.
 """
 
-import math
 import warnings
 
 import numpy as np
+
+from .losses.base import nonpositive
 
 ON_NONPOSITIVE_SCALE = ("warn", "raise", "ignore")
 
@@ -89,10 +90,3 @@ class SGD:
 
     def __repr__(self):
         return f"SGD(lr={self.lr}, on_nonpositive_scale={self.on_nonpositive_scale!r})"
-
-
-def nonpositive(scales):
-    """Names of the scales (name -> float or None) that are <= 0 or not finite; None
-    (a scale set at the first forward, not yet known) is not one of them."""
-    return [name for name, v in scales.items()
-            if v is not None and not (math.isfinite(v) and v > 0)]

@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import atomic  # noqa: E402
 from .experiments.summary import best_row  # noqa: E402
-from .training import atomic  # noqa: E402
 
 
 def _style(summary):
@@ -186,9 +186,7 @@ def _best_pair(summary):
 def pooled_reliability(runs):
     """The reliability bins of several seeds taken together (each bin's accuracy and
     confidence weighted by its object count in each seed): (edges, confidence, accuracy,
-    count), or None when a results file predates calibration (no reliability_* arrays)."""
-    if any("reliability_count" not in r.test for r in runs):
-        return None
+    count)."""
     count = np.sum([r.test["reliability_count"] for r in runs], axis=0)
     sums = {name: np.sum([np.nan_to_num(r.test[f"reliability_{name}"])
                           * r.test["reliability_count"] for r in runs], axis=0)
@@ -209,8 +207,6 @@ def reliability(summary, path):
     if pair is None:
         return None
     bins = [pooled_reliability(summary.groups[r.key]) for r in pair]
-    if any(b is None for b in bins):
-        return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True)
     for ax, row, (edges, conf, acc, count) in zip(axes, pair, bins, strict=True):
         width, full = np.diff(edges), count > 0
@@ -274,8 +270,8 @@ def scales(summary, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for _, (label, color, ls), runs in _groups(summary):
         x = np.arange(1, runs[0].config.iterations + 1)
-        for name, ax, style in (("R", axes[0], ls), ("R1", axes[1], ls), ("R2", axes[1], ":"),
-                                ("Rs", axes[1], "-."), ("R_first", axes[1], "--")):
+        for name, ax, style in (("R_alpha", axes[0], ls), ("R1", axes[1], ls),
+                                ("R2", axes[1], ":"), ("Rs", axes[1], "-."), ("R", axes[1], "--")):
             ys = np.array([r.history[name] for r in runs])
             if np.all(np.isnan(ys)):
                 continue

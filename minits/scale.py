@@ -17,8 +17,7 @@ alpha^l is W and b together.
 These are the definitions, each computed the literal way: X_hat is a forward pass
 with the parameters scaled in place by c and then restored bit for bit
 (docs/decisions.md#D14). The gradient through alpha -> alpha_hat
-(docs/decisions.md#D7) is in minits/normalization.py; the fast engine that uses
-Eq. (8) instead of scaling is minits/fast_normalization.py.
+(docs/decisions.md#D7) is in minits/normalization.py.
 """
 
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
-from .layers.reductions import row_max  # noqa: F401  (re-exported: metrics, training.evaluate)
 
 # Layers that are positively homogeneous of degree one in their input and, for
 # Linear / Conv2d without bias, in their parameters: Eq. (8) holds for a network
@@ -166,12 +164,8 @@ def normalized_confidence(model, x, y):
 def well_classified(delta, eta):
     """Membership of W_{eta,I}: delta X(alpha, s) > eta (strict, docs/decisions.md#D15).
 
-    delta: confidences (N,); eta: a real number >= 0 -> bool (N,).
-    Eq. (11): the accuracy is well_classified(delta, 0).mean().
+    delta: confidences (N,); eta: a real number >= 0 (or an array that broadcasts
+    against delta) -> bool (N,). Eq. (11): the accuracy is well_classified(delta, 0).mean();
+    #W_{eta,I} is minits.metrics.well_classified_count.
     """
     return np.asarray(delta) > eta
-
-
-def num_well_classified(delta, eta):
-    """#W_{eta,I}, the number of objects with delta > eta. -> int."""
-    return int(np.count_nonzero(well_classified(delta, eta)))

@@ -22,6 +22,8 @@ test set, so their ECE stands beside the other losses' ECE on the same objects.
 import numpy as np
 from scipy import optimize
 
+from .layers import logsumexp, softmax
+
 LOG_T_BOUNDS = (np.log(0.01), np.log(100.0))
 """The search interval for log T: temperatures 0.01..100."""
 
@@ -42,10 +44,7 @@ def logits_from_proba(proba):
 def tempered(logits, T):
     """softmax(X / T) row by row, in float64.  Inputs: logits (n, K), T > 0.
     Output: float64 (n, K)."""
-    z = np.asarray(logits, dtype=np.float64) / T
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(np.asarray(logits, dtype=np.float64) / T)
 
 
 def nll(logits, y, T):
@@ -53,9 +52,7 @@ def nll(logits, y, T):
     mean_s [log sum_i exp(X_i / T) - X_{i(s)} / T], in float64.
     Inputs: logits (n, K); y: int (n,); T > 0. Output: float."""
     z = np.asarray(logits, dtype=np.float64) / T
-    top = z.max(axis=1)
-    log_sum = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-    return float(np.mean(log_sum - z[np.arange(len(y)), y]))
+    return float(np.mean(logsumexp(z) - z[np.arange(len(y)), y]))
 
 
 def fit_temperature(logits, y):

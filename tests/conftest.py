@@ -1,4 +1,4 @@
-"""Test settings shared by the whole suite.
+"""Test settings and fixtures shared by the whole suite (helpers: tests/helpers.py).
 
 Hypothesis profiles (choose with HYPOTHESIS_PROFILE=...):
     default  a few dozen examples per property, no deadline (timing is not tested)
@@ -7,19 +7,21 @@ Hypothesis profiles (choose with HYPOTHESIS_PROFILE=...):
     dev      quick local iterations
     thorough many examples, for a long local run before a release
 
-Implementations (minits.backend): the ``impl`` fixture runs a test once under
-"plain" and once under "fast" (Hypothesis tests parametrise instead, see
-tests/strategies.py). Every test starts under the implementation that was
-current when the session began, whatever an earlier test switched to.
+Implementations: a test that takes the ``impl`` fixture runs once with the plain
+code and once with the fast code. ``impl(obj)`` is the object of that implementation
+(the plain object itself, or its twin of minits.fast sharing its parameters), so one
+test body checks both. Hypothesis tests take it too (it is session-scoped).
 """
 
 import os
 
 import numpy as np
 import pytest
+from datasets_files import isolate
+from helpers import IMPLS, Impl, tiny_dataset
 from hypothesis import HealthCheck, settings
 
-import minits
+from minits.experiments import data as experiment_data
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("default", max_examples=30, **_common)
@@ -29,26 +31,11 @@ settings.register_profile("thorough", max_examples=300, **_common)
 _default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "default"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
-_SESSION_IMPL = minits.current_impl()
-_SESSION_THREADS = minits.get_num_threads()
 
-
-@pytest.fixture(autouse=True)
-def _restore_impl():
-    """A test that calls minits.use() or minits.set_num_threads() must not change what
-    the next test runs."""
-    minits.use(_SESSION_IMPL)
-    minits.set_num_threads(_SESSION_THREADS)
-    yield
-    minits.use(_SESSION_IMPL)
-    minits.set_num_threads(_SESSION_THREADS)
-
-
-@pytest.fixture(params=minits.backend.IMPLEMENTATIONS)
+@pytest.fixture(params=IMPLS, scope="session")
 def impl(request):
-    """The test body runs inside minits.using("plain"), then again inside using("fast")."""
-    with minits.using(request.param):
-        yield request.param
+    """Impl("plain"), then Impl("fast"): impl(obj) is obj in that implementation."""
+    return Impl(request.param)
 
 
 @pytest.fixture
@@ -56,8 +43,33 @@ def rng():
     return np.random.default_rng(12345)
 
 
-def shared_data_dir():
-    """$MINITS_DATA when set and present, else None (real-data tests skip)."""
-    path = os.environ.get("MINITS_DATA")
-    return path if path and os.path.isdir(path) else None
+@pytest.fixture(scope="session")
+def data():
+    """A tiny learnable (train, test) pair of data sets (helpers.tiny_dataset)."""
+    return tiny_dataset(96, "train", 1), tiny_dataset(40, "test", 2)
 
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """A tiny data set the executors find under the name 'tiny' (in this process)."""
+    monkeypatch.setattr(experiment_data, "_DATA", {})
+    monkeypatch.setattr(experiment_data, "_TEST_INPUTS", {})
+    experiment_data.remember_split("tiny", "train", None, tiny_dataset(96, "train", 1))
+    experiment_data.remember_split("tiny", "test", None, tiny_dataset(40, "test", 2))
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No network, no real data, no user cache: every data search root under tmp_path
+    (datasets_files.isolate). Returns tmp_path."""
+    return isolate(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """scikit-learn's digits, with no network and no $MINITS_DATA (sweeps of the CLI)."""
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+    monkeypatch.delenv("MINITS_DATA", raising=False)
+    monkeypatch.setenv("MINITS_OFFLINE", "1")
+    monkeypatch.setattr(experiment_data, "_DATA", {})
+    monkeypatch.setattr(experiment_data, "_TEST_INPUTS", {})

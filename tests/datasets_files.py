@@ -178,7 +178,7 @@ def tar_with(path, members):
 
 def isolate(tmp_path, monkeypatch):
     """No network, no real data, no user cache: every search root is under tmp_path.
-    Each data-set test module makes it its autouse fixture `isolated`; returns tmp_path."""
+    conftest's fixture `isolated`, which every data-set test module uses; returns tmp_path."""
     monkeypatch.setenv("MINITS_OFFLINE", "1")
     monkeypatch.delenv("MINITS_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

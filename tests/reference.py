@@ -1,8 +1,10 @@
-"""Naive reference layers: plain Python loops over every index, written straight
-from the definitions. Slow and obviously right; both implementations of the layers
+"""Naive references: plain Python loops over every index, written straight from the
+definitions. Slow and obviously right; both implementations of the layers and losses
 (plain and fast) are tested against them. Shapes are the public ones: (N, D) for
-Linear, (N, C, H, W) for images.
+Linear, (N, C, H, W) for images; the losses' formulas are the paper's, for one object.
 """
+
+import math
 
 import numpy as np
 
@@ -92,3 +94,30 @@ def maxpool_backward(dout, x, k, stride):
                     i, j = np.unravel_index(np.argmax(window), window.shape)  # first max
                     dx[n, c, y * stride + i, xx * stride + j] += dout[n, c, y, xx]
     return dx
+
+
+def eq13(x_hat, y, R):
+    """-log(1 / (1 + sum_{i != i(s)} exp(R (x_i - x_{i(s)})))) for one object, Eq. (13)
+    (Eq. (10) with R = 1 on logits x)."""
+    total = 1.0
+    for i in range(len(x_hat)):
+        if i != y:
+            total += math.exp(R * (x_hat[i] - x_hat[y]))
+    return -math.log(1.0 / total)
+
+
+def eq15(x_hat, y, R):
+    """Eq. (15) for one object, term by term as printed."""
+    num, den = 0.0, 1.0
+    for i in range(len(x_hat)):
+        if i != y:
+            d = x_hat[i] - x_hat[y]
+            num += d * math.exp(R * d)
+            den += math.exp(R * d)
+    return num / den
+
+
+def eq17(X_hat, y, R, Rs, second):
+    """Eq. (17) for every object: Eq. (13) with r = R (first case) or Rs R (second case).
+    X_hat (N, K); y, second (N,) -> values (N,)."""
+    return np.array([eq13(X_hat[s], y[s], Rs * R if second[s] else R) for s in range(len(y))])

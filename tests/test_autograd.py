@@ -7,8 +7,9 @@ for R, alpha_hat = alpha / R^{1/(M-1)}, Eq. (12), (13), (16), (17) for the losse
 and never calls a minits computation: it reads the minits model's list of layers
 only to build the same network, and copies its weights. The split of Eq. (13) is
 decided on the torch side too, and the two splits must agree. Every test runs the
-minits side inside ``minits.using(impl)`` for impl in ("plain", "fast"); run the
-module with -s to see the worst error per family.
+minits side under both implementations (the ``impl`` fixture: the plain objects, then
+their fast twins of minits.fast), and the fast-only output blocking of FastConv2d is
+checked on its own; run the module with -s to see the worst error per family.
 """
 
 import math
@@ -32,9 +33,8 @@ from torch_reference import (  # noqa: E402
 )
 
 import minits  # noqa: E402
-from minits import losses, models  # noqa: E402
+from minits import fast, losses, models  # noqa: E402
 
-IMPLS = ("plain", "fast")
 RTOL = 1e-12
 GAP = 1e-6  # no confidence (or p_{i(s)}) closer than this to a threshold eta (or k)
 WORST = {}  # family -> largest relative error seen, printed at the end (pytest -s)
@@ -94,16 +94,16 @@ def threshold_between(values, positive=True):
 
 # -- layers ---------------------------------------------------------------------------
 
-def compare_layer(family, impl, layer, x, seed):
-    """Forward output, dx and every parameter gradient for a random upstream dout."""
+def compare_layer(family, layer, x, seed):
+    """Forward output, dx and every parameter gradient for a random upstream dout;
+    layer: a plain layer or a fast one (the torch side reads its type and settings)."""
     xt = torch.tensor(x, requires_grad=True)
     pt = tensors(layer.params)
     out_t = torch_layer(layer, xt, pt)
     dout = np.random.default_rng(seed + 1).standard_normal(tuple(out_t.shape))
     out_t.backward(torch.tensor(dout))
-    with minits.using(impl):
-        out = np.array(layer.forward(x))
-        dx = np.array(layer.backward(dout))
+    out = np.array(layer.forward(x))
+    dx = np.array(layer.backward(dout))
     check(family, "forward", out, out_t)
     check(family, "dx", dx, xt.grad)
     for name in pt:
@@ -117,13 +117,12 @@ def with_random_bias(layer, rng):
     return layer
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("N, d_in, d_out", [(3, 5, 4), (1, 7, 2)])
 def test_linear(impl, bias, N, d_in, d_out):
     rng = np.random.default_rng(N + d_in)
     layer = with_random_bias(minits.Linear(d_in, d_out, bias=bias, dtype=np.float64, rng=rng), rng)
-    compare_layer("Linear", impl, layer, rng.standard_normal((N, d_in)), 1)
+    compare_layer("Linear", impl(layer), rng.standard_normal((N, d_in)), 1)
 
 
 CONV_CASES = [  # N, C, F, k, stride, padding, H, W
@@ -136,38 +135,34 @@ CONV_CASES = [  # N, C, F, k, stride, padding, H, W
 ]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d(impl, bias, case):
     N, C, F, k, s, p, H, W = case
     rng = np.random.default_rng(sum(case))
     layer = minits.Conv2d(C, F, k, stride=s, padding=p, bias=bias, dtype=np.float64, rng=rng)
-    compare_layer("Conv2d", impl, with_random_bias(layer, rng),
+    compare_layer("Conv2d", impl(with_random_bias(layer, rng)),
                   rng.standard_normal((N, C, H, W)), 2)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("block", [1, 2, 3, 4])
 @pytest.mark.parametrize("case", [(2, 2, 3, 3, 1, 0, 7, 10), (1, 1, 2, 5, 2, 1, 8, 13)])
-def test_conv2d_blocked(impl, block, case):
-    """The fast path's output blocking (any b computes the same convolution)."""
+def test_conv2d_blocked(block, case):
+    """FastConv2d's output blocking, fast-only (any b computes the same convolution)."""
     N, C, F, k, s, p, H, W = case
     rng = np.random.default_rng(block)
-    layer = minits.Conv2d(C, F, k, stride=s, padding=p, bias=True, dtype=np.float64, rng=rng,
-                          block=block)
-    compare_layer("Conv2d", impl, with_random_bias(layer, rng),
-                  rng.standard_normal((N, C, H, W)), 3)
+    layer = fast.FastConv2d(C, F, k, stride=s, padding=p, bias=True, dtype=np.float64, rng=rng,
+                            block=block)
+    compare_layer("Conv2d", with_random_bias(layer, rng), rng.standard_normal((N, C, H, W)), 3)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("k, s, H, W", [(2, 2, 8, 8), (3, 2, 9, 7), (2, 1, 5, 6), (3, 3, 10, 11),
                                         (3, 1, 6, 5)])
 def test_maxpool2d(impl, k, s, H, W):
     """Overlapping windows (s < k) included; continuous values, so no window has a tie."""
     x = np.random.default_rng(k * s + H).standard_normal((2, 3, H, W))
     assert np.unique(x).size == x.size
-    compare_layer("MaxPool2d", impl, minits.MaxPool2d(k, s), x, 4)
+    compare_layer("MaxPool2d", impl(minits.MaxPool2d(k, s)), x, 4)
 
 
 SIMPLE_LAYERS = {  # name -> (layer, input shape); ReLU's inputs are kept away from 0
@@ -178,16 +173,14 @@ SIMPLE_LAYERS = {  # name -> (layer, input shape); ReLU's inputs are kept away f
 }
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", sorted(SIMPLE_LAYERS))
 def test_parameter_free_layers(impl, name):
     make, shape = SIMPLE_LAYERS[name]
     rng = np.random.default_rng(len(name))
     x = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 3.0, size=shape)
-    compare_layer(name.split("_")[0], impl, make(), x, 5)
+    compare_layer(name.split("_")[0], impl(make()), x, 5)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", ["ReLU", "MaxPool2d", "MaxPool2d_overlapping"])
 def test_kinks_take_the_same_subgradient(impl, name):
     """Small integers: many exact zeros and tied windows. Both sides take ReLU'(0) = 0
@@ -195,7 +188,7 @@ def test_kinks_take_the_same_subgradient(impl, name):
     layer = {"ReLU": minits.ReLU(), "MaxPool2d": minits.MaxPool2d(2),
              "MaxPool2d_overlapping": minits.MaxPool2d(3, 1)}[name]
     x = np.random.default_rng(8).integers(-2, 3, size=(2, 3, 6, 7)).astype(np.float64)
-    compare_layer(name.split("_")[0], impl, layer, x, 8)
+    compare_layer(name.split("_")[0], impl(layer), x, 8)
 
 
 # -- models ---------------------------------------------------------------------------
@@ -218,7 +211,6 @@ MODELS = {  # name -> (model, input shape)
 }
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_logits_and_gradients(impl, name):
     """Logits and every gradient of sum(logits * G), G random."""
@@ -230,9 +222,9 @@ def test_model_logits_and_gradients(impl, name):
     X_t = torch_forward(model, xt, alphas)
     G = rng.standard_normal(tuple(X_t.shape))
     (X_t * torch.tensor(G)).sum().backward()
-    with minits.using(impl):
-        X = np.array(model.forward(x))
-        dx = np.array(model.backward(G))
+    model = impl(model)
+    X = np.array(model.forward(x))
+    dx = np.array(model.backward(G))
     check("models", f"{name} logits", X, X_t)
     check("models", f"{name} dx", dx, xt.grad)
     for l, (layer, p) in enumerate(zip(model.linear_layers(), alphas, strict=True)):
@@ -265,13 +257,14 @@ def loss_setup(net):
 
 
 def compare_loss(family, impl, model, x, y, loss, alphas, t_value, t_scales, trainable, t_second):
-    """Run the minits loss (forward, backward) under impl; compare with torch's batch mean
-    t_value, every layer's gradient, the scales t_scales (name -> tensor; R1 = R(alpha^0)
-    when not given), the gradients of the trainable ones, and the split."""
+    """Run the minits loss (forward, backward) in impl's implementation (the plain model
+    and loss, or their fast twins); compare with torch's batch mean t_value, every layer's
+    gradient, the scales t_scales (name -> tensor; R1 = R(alpha^0) when not given), the
+    gradients of the trainable ones, and the split."""
     t_value.backward()
-    with minits.using(impl):
-        value = loss.forward(model, x, y)
-        loss.backward()
+    model, loss = impl(model), impl(loss)
+    value = loss.forward(model, x, y)
+    loss.backward()
     check(family, "value", value, t_value)
     for l, (layer, p) in enumerate(zip(model.linear_layers(), alphas, strict=True)):
         for k in p:
@@ -291,7 +284,6 @@ def split(delta, eta):
     return second
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("net", sorted(LOSS_NETS))
 @pytest.mark.parametrize("kind", ["cross_entropy", "truncated"])
 def test_raw_logit_losses(impl, net, kind):
@@ -347,7 +339,6 @@ def minits_two_scale(kind, objective, eta, R1, R2, confidence, k):
     return losses.TwoScale(eta, R1=R1, R2=R2, confidence=confidence, fixed=kind == "fixed")
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("net", sorted(LOSS_NETS))
 @pytest.mark.parametrize("case", sorted(TWO_SCALE_CASES))
 def test_two_scale_losses(impl, net, case):
@@ -378,7 +369,6 @@ SEPARATION_CASES = [  # scale, confidence, Rs (None: the default 10, docs/decisi
 ]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("net", sorted(LOSS_NETS))
 @pytest.mark.parametrize("scale, confidence, Rs_init", SEPARATION_CASES)
 def test_separation_loss(impl, net, scale, confidence, Rs_init):

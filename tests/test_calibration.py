@@ -1,6 +1,7 @@
-"""Calibration measures (ECE, MCE, reliability) against a plain loop over objects and
-bins that restates Guo et al.'s definitions, and against torchmetrics' binning rule
-(torch.bucketize) where torch is installed."""
+"""Calibration measures (ECE, MCE, reliability, and metrics.calibration, which gives them
+from one binning) against a plain loop over objects and bins that restates Guo et al.'s
+definitions, and against torchmetrics' binning rule (torch.bucketize) where torch is
+installed."""
 
 import math
 
@@ -83,6 +84,41 @@ def test_reliability_equals_a_plain_loop(case):
         else:  # an empty bin has no mean
             assert math.isnan(bins["confidence"][m]) and math.isnan(bins["accuracy"][m])
     np.testing.assert_array_equal(bins["edges"], np.linspace(0, 1, n_bins + 1))
+
+
+@given(cases())
+def test_calibration_is_the_errors_and_the_bins_of_one_binning(case):
+    """metrics.calibration: ECE ("l1" = sum_m n_m g_m / n, with the counts, not the
+    weights n_m / n) and MCE of expected_calibration_error and the bins of reliability,
+    bit for bit (the runs record it: training.evaluate)."""
+    y, proba, n_bins = case
+    calib = metrics.calibration(y, proba, n_bins)
+    assert sorted(calib) == ["ece", "mce", "reliability_accuracy", "reliability_confidence",
+                             "reliability_count"]
+    bins = metrics.reliability(y, proba, n_bins)
+    for name in ("confidence", "accuracy", "count"):
+        np.testing.assert_array_equal(calib[f"reliability_{name}"], bins[name])
+    assert calib["reliability_count"].dtype == np.int64
+    full = bins["count"] > 0
+    gap = np.abs(bins["accuracy"][full] - bins["confidence"][full])
+    ece = metrics.expected_calibration_error(y, proba, n_bins)
+    assert ece == float(np.sum(bins["count"][full] * gap) / len(y))
+    assert calib["ece"] == ece and isinstance(calib["ece"], float)
+    assert calib["mce"] == metrics.expected_calibration_error(y, proba, n_bins, "max")
+    assert calib["ece"] == pytest.approx(loop_errors(y, proba, n_bins)[0], abs=1e-12)
+
+
+def test_calibration_has_the_bins_of_the_runs_by_default():
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet(np.ones(4), size=30)
+    y = rng.integers(0, 4, size=30)
+    calib = metrics.calibration(y, proba)
+    assert calib["reliability_count"].shape == (metrics.CALIBRATION_BINS,) == (15,)
+    assert calib["ece"] == metrics.expected_calibration_error(y, proba)
+    with pytest.raises(ValueError, match="n_bins"):
+        metrics.calibration(y, proba, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.calibration(y, np.full((30, 4), np.nan))
 
 
 def torchmetrics_rule(y, proba, n_bins, norm):

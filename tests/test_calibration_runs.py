@@ -1,23 +1,23 @@
 """Calibration in the runs: the temperature baseline (minits.temperature), the ECE / MCE
-of every evaluation and of the final measures, the summary's columns, and results files
-written before calibration was measured."""
+of every evaluation and of the final measures (metrics.calibration), the summary's
+columns, and results files written before calibration was measured (refused)."""
 
 import csv
 import io
 import math
+import re
 
 import numpy as np
 import pytest
+from helpers import run_config, tiny_experiment
 from hypothesis import given
 from hypothesis import strategies as st
-from test_experiments import tiny, tiny_experiment  # noqa: F401 (a fixture)
-from test_training_loop import config, data  # noqa: F401 (a fixture)
 
-from minits import metrics, temperature
+from minits import atomic, metrics, temperature
 from minits.experiments import summary
 from minits.experiments.sweep import run_experiment
 from minits.scale import scale_R
-from minits.training import atomic, evaluate, results, train
+from minits.training import evaluate, results, train
 from minits.training.build import build_loss, build_model
 
 
@@ -100,9 +100,9 @@ def test_cross_fitting_never_uses_an_objects_own_label():
 
 # ----------------------------------------------------------------------------- runs
 
-def test_calibration_of_an_evaluation_is_the_metrics(data):  # noqa: F811
+def test_calibration_of_an_evaluation_is_the_metrics(data, impl):
     train_set, test_set = data
-    cfg = config()
+    cfg = run_config(impl=impl.name)
     model = build_model(cfg, 3, (1, 4, 4))
     loss = build_loss(cfg, scale_R(model))
     proba = evaluate.predict(model, loss, test_set, np.float64, None)
@@ -112,11 +112,19 @@ def test_calibration_of_an_evaluation_is_the_metrics(data):  # noqa: F811
                                               abs=1e-15)
     assert quick["test_mce"] == pytest.approx(
         metrics.expected_calibration_error(y, proba, norm="max"), abs=1e-15)
+    assert quick["test_loss"] == metrics.mean_nll(y, proba)
+    full = evaluate.full_measures(model, loss, test_set, np.float64, None)
+    calib = metrics.calibration(y, proba)
+    assert set(calib) <= set(full)
+    assert full["ece"] == calib["ece"] == quick["test_ece"]
+    assert full["mce"] == calib["mce"] == quick["test_mce"]
+    for name in ("reliability_confidence", "reliability_accuracy", "reliability_count"):
+        np.testing.assert_array_equal(full[name], calib[name])
 
 
-def test_every_evaluation_and_the_end_record_ece_and_mce(data):  # noqa: F811
+def test_every_evaluation_and_the_end_record_ece_and_mce(data):
     train_set, test_set = data
-    result = train(config(), train_set, test_set)
+    result = train(run_config(), train_set, test_set)
     h, te = result.history, result.test
     for name in ("test_ece", "test_mce"):
         assert h[name].shape == h["eval_iteration"].shape and np.all(np.isfinite(h[name]))
@@ -131,7 +139,7 @@ def test_every_evaluation_and_the_end_record_ece_and_mce(data):  # noqa: F811
     assert te["temperature"].shape == (2,) and np.isfinite(te["ece_temperature"])
 
 
-def test_summary_columns_and_the_temperature_line(tmp_path, tiny):  # noqa: F811
+def test_summary_columns_and_the_temperature_line(tmp_path, tiny):
     table, _, _ = run_experiment(tiny_experiment(), str(tmp_path), show_progress=False)
     rows = list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))
     for r, row in zip(rows, table.rows, strict=True):
@@ -151,26 +159,28 @@ def test_summary_columns_and_the_temperature_line(tmp_path, tiny):  # noqa: F811
     assert summary.best_row([huge, best]) is best
 
 
-def test_results_written_before_calibration_still_load(tmp_path, tiny):  # noqa: F811
+def test_results_written_before_calibration_are_refused(tmp_path, tiny):
+    """A results file of a run before calibration was measured (no ece, mce, reliability
+    or temperature entries, and no "format": format 1) is refused, naming the file, by
+    results.load and by a sweep that finds it in its folder."""
     exp = tiny_experiment(seeds=1, variants=(("one-scale", None),))
     run_experiment(exp, str(tmp_path), show_progress=False)
     path = tmp_path / "runs" / "one-scale" / "seed-000.npz"
+    current = results.load(path)
     with np.load(path) as f:
-        old = {k: f[k] for k in f.files if not any(
+        old = {k: f[k] for k in f.files if k != "format" and not any(
             w in k for w in ("ece", "mce", "reliability", "temperature"))}
     atomic.savez(str(path), compress=True, **old)
-    loaded = results.load(path)
-    assert np.all(np.isnan(loaded.history["test_ece"])) and "ece" not in loaded.test
-    groups = {"one-scale": [loaded]}
-    table = summary.summarize(exp, groups)
-    row = next(iter(summary.csv_rows(table)))
-    assert row["test_ece_mean"] == "" and row["test_mce_std"] == "" and row["test_acc_mean"]
-    assert "—" in summary.format_table(table)
+    with pytest.raises(ValueError, match=re.escape(f"{path} was written by another version")):
+        results.load(path)
+    with pytest.raises(ValueError, match=re.escape(f"{path} cannot be read")):
+        run_experiment(exp, str(tmp_path), show_progress=False)
+    assert current.test["ece"] >= 0  # what the file held before it was made old
 
 
 # ----------------------------------------------------------------------------- figures
 
-def test_reliability_figure_pools_the_seeds_and_skips_old_files(tmp_path, tiny):  # noqa: F811
+def test_reliability_figure_pools_the_seeds(tmp_path, tiny):
     from minits import plots
 
     table, _, _ = run_experiment(tiny_experiment(), str(tmp_path), show_progress=False)
@@ -182,12 +192,9 @@ def test_reliability_figure_pools_the_seeds_and_skips_old_files(tmp_path, tiny):
     assert np.nansum(acc * count) == pytest.approx(correct.sum())
     path = plots.reliability(table, str(tmp_path / "reliability.png"))
     assert (tmp_path / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path
-    for r in runs:
-        del r.test["reliability_count"]
-    assert plots.reliability(table, str(tmp_path / "old.png")) is None
 
 
-def test_histograms_are_drawn_without_a_two_scale_run(tmp_path, tiny):  # noqa: F811
+def test_histograms_are_drawn_without_a_two_scale_run(tmp_path, tiny):
     from minits import plots
 
     exp = tiny_experiment(seeds=1, variants=(("one-scale", None), ("fixed", 0.01)))

@@ -11,10 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import shared_data_dir
+from helpers import needs_digits, shared_data_dir
 
 from minits import cli, datasets
+from minits.experiments import data as experiment_data
 from minits.training import results, train
+from minits.training.config import IMPL_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,10 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def needs_digits():
-    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
 
 def minits_env(**extra):
@@ -54,6 +52,9 @@ def minits_env(**extra):
     (["demo", "--gain", "0"], "must be a finite number > 0"),
     (["demo", "--iterations", "-5"], "must be >= 1"),
     (["train", "--dataset", "digits", "--impl", "quick"], "invalid choice: 'quick'"),
+    # the old alias of --threads is gone
+    (["compare", "--dataset", "digits", "--blas-threads", "2"],
+     "unrecognized arguments: --blas-threads 2"),
     (["train", "--dataset", "digits", "--separation-scale", "frozen"], "invalid choice"),
     (["train", "--dataset", "digits", "--separation-scale", "trained"],
      "--separation-scale applies to the separation loss (Eq. (17)) only"),
@@ -107,6 +108,59 @@ def test_impl_reaches_every_run():
             args = cli.build_parser().parse_args([*argv, "--impl", impl])
             exp, _ = cli.experiment_from_args(args)
             assert {c.impl for c in exp.runs()} == {impl}, argv
+
+
+@pytest.mark.parametrize("env, given, expected", [
+    (None, [], "fast"), ("plain", [], "plain"), ("fast", [], "fast"),
+    ("plain", ["--impl", "fast"], "fast"), ("fast", ["--impl", "plain"], "plain"),
+])
+def test_impl_defaults_to_minits_impl_else_fast(monkeypatch, env, given, expected):
+    """--impl wins; without it $MINITS_IMPL, read when the command runs; without that, fast."""
+    if env is None:
+        monkeypatch.delenv(IMPL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(IMPL_ENV, env)
+    for argv in (["demo"], ["reproduce", "mnist"], ["compare", "--dataset", "mnist"],
+                 ["train", "--dataset", "mnist"]):
+        args = cli.build_parser().parse_args([*argv, *given])
+        exp, _ = cli.experiment_from_args(args)
+        assert {c.impl for c in exp.runs()} == {expected}, argv
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["reproduce", "mnist"],
+                                  ["compare", "--dataset", "digits"],
+                                  ["train", "--dataset", "digits"]])
+def test_a_bad_minits_impl_is_a_usage_error(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.setenv(IMPL_ENV, "garbage")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == cli.EXIT_BAD_ARGS
+    assert "$MINITS_IMPL must be one of ('plain', 'fast'), got 'garbage'" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["reproduce", "mnist"],
+                                  ["compare", "--dataset", "digits"],
+                                  ["train", "--dataset", "digits"]])
+def test_an_impl_given_does_not_read_minits_impl(monkeypatch, argv):
+    monkeypatch.setenv(IMPL_ENV, "garbage")
+    args = cli.build_parser().parse_args([*argv, "--impl", "plain"])
+    assert {c.impl for c in cli.experiment_from_args(args)[0].runs()} == {"plain"}
+
+
+def test_a_bad_minits_impl_stops_the_command_with_a_usage_error(tmp_path):
+    """`MINITS_IMPL=garbage minits compare ...`: exit 2, the usage and one line saying what
+    is wrong, no traceback, nothing written."""
+    out = tmp_path / "out"
+    sub = subprocess.run([sys.executable, "-m", "minits", "compare", "--dataset", "digits",
+                          "--out", str(out), "--no-progress"], capture_output=True, text=True,
+                         env=minits_env(**{IMPL_ENV: "garbage"}), cwd=ROOT, timeout=60)
+    assert sub.returncode == cli.EXIT_BAD_ARGS, sub.stderr
+    assert sub.stderr.startswith("usage: ") and "Traceback" not in sub.stderr
+    assert "minits: error: $MINITS_IMPL must be one of ('plain', 'fast'), got 'garbage'" \
+        in sub.stderr.splitlines()
+    assert sub.stdout == "" and not out.exists()
 
 
 def test_help_lists_the_figures():
@@ -250,9 +304,8 @@ def test_reproduce_mnist_quick_on_real_data(tmp_path, capsys):
 
 
 def test_demo_without_scikit_learn_says_how_to_install_it(tmp_path, capsys, monkeypatch):
-    from minits.experiments import executor
-
-    monkeypatch.setattr(executor, "_DATA", {})
+    monkeypatch.setattr(experiment_data, "_DATA", {})
+    monkeypatch.setattr(experiment_data, "_TEST_INPUTS", {})
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
     monkeypatch.setitem(sys.modules, "sklearn", None)
     code = cli.main(["demo", "--out", str(tmp_path / "demo")])

@@ -17,19 +17,17 @@ import threading
 import time
 
 import pytest
-from test_sweep_determinism import (  # noqa: F401 (offline: an autouse fixture)
-    ARGS,
-    assert_same_results,
-    offline,
-    result_arrays,
-)
+from helpers import SWEEP_ARGS, assert_same_results, blas_threads, result_arrays
 
 from minits import cli
-from minits.experiments import executor
+from minits.experiments import data as experiment_data
+from minits.experiments import tasks as sweep_tasks
+
+pytestmark = pytest.mark.usefixtures("offline")
 
 # runs long enough (~2 s each on a worker) for a worker to be killed mid-run
-LONG = [*ARGS[:ARGS.index("--iterations")], "--iterations", "600", "--eval-every", "300",
-        "--no-progress", "--no-figures"]
+LONG = [*SWEEP_ARGS[:SWEEP_ARGS.index("--iterations")], "--iterations", "600",
+        "--eval-every", "300", "--no-progress", "--no-figures"]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +38,10 @@ def local_runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MINITS_DATA", raising=False)
         mp.setenv("MINITS_OFFLINE", "1")
+        mp.setattr(experiment_data, "_DATA", {})
+        mp.setattr(experiment_data, "_TEST_INPUTS", {})
         outs = {name: str(base / name) for name in ("short", "long")}
-        assert cli.main([*ARGS, "--jobs", "2", "--out", outs["short"]]) == 0
+        assert cli.main([*SWEEP_ARGS, "--jobs", "2", "--out", outs["short"]]) == 0
         assert cli.main([*LONG, "--jobs", "2", "--out", outs["long"]]) == 0
     return outs
 
@@ -52,7 +52,7 @@ def test_executor_dask_without_dask_says_how_to_install_it(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
     out = str(tmp_path / "out")
     for option in (["--executor", "dask"], ["--scheduler", "tcp://127.0.0.1:1"]):
-        assert cli.main([*ARGS, *option, "--out", out]) == cli.EXIT_BAD_ARGS
+        assert cli.main([*SWEEP_ARGS, *option, "--out", out]) == cli.EXIT_BAD_ARGS
         err = capsys.readouterr().err
         assert "pip install 'minits[dask]'" in err and "Traceback" not in err
     assert not os.path.exists(out)  # refused before any work
@@ -60,7 +60,7 @@ def test_executor_dask_without_dask_says_how_to_install_it(tmp_path, monkeypatch
 
 def test_scheduler_with_executor_local_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main([*ARGS, "--executor", "local", "--scheduler", "tcp://127.0.0.1:1",
+        cli.main([*SWEEP_ARGS, "--executor", "local", "--scheduler", "tcp://127.0.0.1:1",
                   "--out", str(tmp_path / "out")])
     assert exc.value.code == cli.EXIT_BAD_ARGS
     assert "--scheduler" in capsys.readouterr().err
@@ -80,6 +80,33 @@ def test_the_task_key_names_the_run_and_its_folder(tmp_path):
     assert keys == [dask_executor.task_key(t) for t in again]  # resubmission: same task
     assert len(set(keys)) == len(tasks) == 2
     assert not set(keys) & {dask_executor.task_key(t) for t in elsewhere}
+
+
+def test_a_worker_runs_a_task_on_one_blas_thread_with_the_runs_threads(monkeypatch):
+    """run_on_worker: tasks.run_task inside tasks.one_blas_thread, the run's own threads
+    passed on (--threads), its log lines returned with the outcome, and the iterations
+    not yet reported as events returned with them; BLAS is as before afterwards."""
+    pytest.importorskip("distributed")
+    from minits.experiments import dask_executor, plan, presets
+
+    blas = blas_threads
+
+    calls = []
+
+    def fake_run_task(task, stop, progress, log, threads):
+        calls.append((task, threads, blas()))
+        progress(5)
+        log("a line")
+        return sweep_tasks.Outcome(task.config.key, task.config.seed, "done")
+
+    monkeypatch.setattr(dask_executor, "run_task", fake_run_task)
+    task = plan(presets.compare("digits", etas=(), variants=("one-scale",), seeds=1),
+                "unused-folder").tasks[0]
+    before = blas()
+    outcome, lines, pending = dask_executor.run_on_worker(task, 3, "minits-sweep-test")
+    assert outcome.status == "done" and calls == [(task, 3, {1})]
+    assert lines == ["a line"] and pending == 5
+    assert blas() == before
 
 
 def test_a_run_the_cluster_cannot_run_is_a_failed_run_with_its_error():
@@ -111,7 +138,7 @@ def test_a_scheduler_nobody_runs_is_a_clear_error(tmp_path, capsys):
     pytest.importorskip("distributed")
     address = f"tcp://127.0.0.1:{_free_port()}"
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
-        assert cli.main([*ARGS, "--scheduler", address,
+        assert cli.main([*SWEEP_ARGS, "--scheduler", address,
                          "--out", str(tmp_path / "out")]) == cli.EXIT_BAD_ARGS
     err = capsys.readouterr().err
     assert f"cannot reach the Dask scheduler at {address}" in err and "Traceback" not in err
@@ -120,10 +147,10 @@ def test_a_scheduler_nobody_runs_is_a_clear_error(tmp_path, capsys):
 def test_a_local_cluster_gives_the_result_files_of_the_local_pool(tmp_path, local_runs):
     pytest.importorskip("distributed")
     out = str(tmp_path / "dask")
-    assert cli.main([*ARGS, "--executor", "dask", "--jobs", "2", "--out", out]) == 0
+    assert cli.main([*SWEEP_ARGS, "--executor", "dask", "--jobs", "2", "--out", out]) == 0
     assert_same_results(local_runs["short"], out)
     # a rerun finds everything finished and submits nothing
-    assert cli.main([*ARGS, "--executor", "dask", "--jobs", "2", "--out", out]) == 0
+    assert cli.main([*SWEEP_ARGS, "--executor", "dask", "--jobs", "2", "--out", out]) == 0
     assert_same_results(local_runs["short"], out)
 
 
@@ -154,8 +181,8 @@ def test_the_bar_counts_every_iteration_as_the_workers_report_them(tmp_path):
 
 def test_a_runs_log_lines_come_back_from_its_worker(tmp_path, capsys):
     pytest.importorskip("distributed")
-    diverging = [*ARGS[:ARGS.index("--variants")], "--variants", "two-scale", "--seeds", "1",
-                 "--lr", "1e30", "--no-progress", "--no-figures"]
+    diverging = [*SWEEP_ARGS[:SWEEP_ARGS.index("--variants")], "--variants", "two-scale",
+                 "--seeds", "1", "--lr", "1e30", "--no-progress", "--no-figures"]
     printed = {}
     for option in (["--executor", "local"], ["--executor", "dask", "--jobs", "2"]):
         cli.main([*diverging, *option, "--out", str(tmp_path / option[1])])
@@ -287,7 +314,7 @@ def test_dask_scheduler_and_dask_worker_processes(tmp_path, local_runs, monkeypa
     config.mkdir()
     (config / "minits.yaml").write_text(
         "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n")
-    env = {**os.environ, **{name: "1" for name in executor.BLAS_ENV},
+    env = {**os.environ, **{name: "1" for name in sweep_tasks.BLAS_ENV},
            "DASK_CONFIG": str(config)}
     (tmp_path / "workers").mkdir()  # the workers run elsewhere than this process
     quiet = dict(env=env, cwd=tmp_path / "workers", stdout=subprocess.DEVNULL,
@@ -303,7 +330,7 @@ def test_dask_scheduler_and_dask_worker_processes(tmp_path, local_runs, monkeypa
         with Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=30)
             # a relative --out: the tasks name their files by absolute paths
-            assert cli.main([*ARGS, "--scheduler", address, "--out", "short"]) == 0
+            assert cli.main([*SWEEP_ARGS, "--scheduler", address, "--out", "short"]) == 0
             assert_same_results(local_runs["short"], str(tmp_path / "short"))
             code, killed = _sweep_killing_a_worker(client, address, str(tmp_path / "killed"))
     finally:

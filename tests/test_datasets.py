@@ -15,7 +15,6 @@ from datasets_files import (
     FINE_TO_COARSE,
     cifar_batch,
     idx_bytes,
-    isolate,
     load,
     py2_pickle,
     write_cifar10,
@@ -33,10 +32,7 @@ from minits.datasets import (
     safe_pickle,
 )
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")  # no network, no real data: conftest
 
 
 # ----------------------------------------------------------------------------- IDX

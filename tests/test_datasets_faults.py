@@ -6,15 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from datasets_files import isolate, write_cifar10, write_idx_pair, write_mnist
+from datasets_files import write_cifar10, write_idx_pair, write_mnist
 
 import minits as mt
 from minits.datasets import DatasetFormatError, catalog, idx
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")  # no network, no real data: conftest
 
 
 # ----------------------------------------------------------------------------- image size

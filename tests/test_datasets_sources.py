@@ -5,13 +5,13 @@ scikit-learn's digits."""
 import dataclasses
 import hashlib
 import os
+import re
 import sys
 import tarfile
 
 import numpy as np
 import pytest
 from datasets_files import (
-    isolate,
     load,
     make_tar_gz,
     tar_with,
@@ -28,10 +28,7 @@ from minits.datasets import (
     sources,
 )
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")  # no network, no real data: conftest
 
 
 # ----------------------------------------------------------------------------- search order
@@ -182,6 +179,49 @@ def test_download_verifies_then_renames(tmp_path):
     with pytest.raises(OSError):
         sources.download((tmp_path / "absent").as_uri(), tmp_path / "dl3" / "x", progress=False)
     assert list((tmp_path / "dl3").iterdir()) == []
+
+
+def test_download_writes_a_temporary_file_beside_the_destination(tmp_path, monkeypatch):
+    """The bytes go to .<name>.<random>.tmp in the destination's folder (minits.atomic),
+    renamed to the destination once verified; a download that stops half-way (here:
+    Ctrl-C) removes it and leaves an existing destination as it was."""
+    src = tmp_path / "blob.bin"
+    src.write_bytes(os.urandom(3 * sources.CHUNK))
+    dest = tmp_path / "dl" / "blob.bin"
+    seen = []
+
+    class Bar:  # the progress bar, told after every chunk: what the folder holds then
+        def __init__(self, interrupt_after=None):
+            self.chunks, self.interrupt_after = 0, interrupt_after
+
+        def update(self, n):
+            self.chunks += 1
+            temps = [p for p in dest.parent.iterdir() if p.name != dest.name]
+            seen.append((self.chunks, [p.name for p in temps]))
+            if self.chunks == self.interrupt_after:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sources, "_progress", lambda total, name, enabled: Bar())
+    sources.download(src.as_uri(), dest, size=src.stat().st_size)
+    assert dest.read_bytes() == src.read_bytes()
+    assert [p.name for p in dest.parent.iterdir()] == ["blob.bin"]
+    assert [chunk for chunk, _ in seen] == [1, 2, 3]
+    names = {name for _, temps in seen for name in temps}
+    assert len(names) == 1 and all(len(temps) == 1 for _, temps in seen)  # one, all along
+    (name,) = names
+    assert re.fullmatch(r"\.blob\.bin\.[A-Za-z0-9_]+\.tmp", name), name
+
+    seen.clear()
+    dest.write_bytes(b"the old file")
+    monkeypatch.setattr(sources, "_progress", lambda total, name, enabled: Bar(2))
+    with pytest.raises(KeyboardInterrupt):
+        sources.download(src.as_uri(), dest)
+    assert len(seen) == 2 and len(seen[-1][1]) == 1  # stopped with a temporary file...
+    assert [p.name for p in dest.parent.iterdir()] == ["blob.bin"]  # ...removed
+    assert dest.read_bytes() == b"the old file"
 
 
 def test_download_progress_without_tqdm(tmp_path, monkeypatch, capsys):

@@ -7,10 +7,15 @@ eta can equal one of them. The boundary object's value and gradients must then b
 of the second case -- the R2 (or Rs R) branch -- which the loss with a lower eta (the
 object clearly in the second case) computes, and not those of a higher eta. Changing
 ">=" to ">" in the losses' split (minits.losses.base.second_branch) fails these tests.
+Every test in both implementations (the ``impl`` fixture).
+
+OneScale, the baseline, is Eq. (13) with R2 := R1: on the same net it must be TwoScale
+with R2 = R1 and no object in the second case, bit for bit.
 """
 
 import numpy as np
 import pytest
+from helpers import bits
 
 import minits as mt
 from minits.losses import OneScale, TwoScale, TwoScaleSeparation
@@ -38,10 +43,11 @@ def exact_net(dtype):
     return model, np.array(X_IN, dtype=dtype), np.array(Y)
 
 
-def run(which, eta, dtype):
-    """(second, values, grads of W, the loss's grads) of one forward and backward."""
+def run(which, eta, dtype, impl):
+    """(second, values, grads of W, the loss's grads, the loss) of one forward and
+    backward on the exact net, both in implementation impl."""
     model, x, y = exact_net(dtype)
-    loss = LOSSES[which](eta)
+    model, loss = impl(model), impl(LOSSES[which](eta))
     loss.forward(model, x, y)
     loss.backward()
     return (loss.last.second.copy(), loss.last.values.copy(),
@@ -53,10 +59,10 @@ def run(which, eta, dtype):
 def test_delta_equal_to_eta_takes_the_second_case(which, dtype, impl):
     model, x, y = exact_net(dtype)
     assert model.forward(x)[BOUNDARY, 0] - model.forward(x)[BOUNDARY, 2] == ETA  # exactly
-    second, values, gW, grads, loss = run(which, ETA, dtype)
+    second, values, gW, grads, loss = run(which, ETA, dtype, impl)
     assert loss.last.confidence[BOUNDARY] == ETA
     np.testing.assert_array_equal(second, [True, True, False, False])
-    below, above = run(which, ETA - 0.5, dtype), run(which, ETA + 0.5, dtype)
+    below, above = run(which, ETA - 0.5, dtype, impl), run(which, ETA + 0.5, dtype, impl)
     np.testing.assert_array_equal(below[0], second)  # eta lower: the same split
     np.testing.assert_array_equal(above[0], [False, True, False, False])
     # the boundary object's value is the second case's, R2 (or Rs R) times X_hat ...
@@ -75,9 +81,40 @@ def test_delta_equal_to_eta_takes_the_second_case(which, dtype, impl):
         assert grads != above[3]
 
 
-def test_one_scale_has_no_second_case_at_any_confidence(impl):
-    """OneScale is Eq. (13) with eta = inf: no object is ever in the second case."""
-    model, x, y = exact_net(np.float64)
-    loss = OneScale(R1=2.0)
+def one_step(loss, impl, dtype):
+    """(values, grads of W, the loss's grads, second, R_test) of one forward and backward
+    of `loss` on the exact net, in implementation impl."""
+    model, x, y = exact_net(dtype)
+    model, loss = impl(model), impl(loss)
     loss.forward(model, x, y)
-    assert not loss.last.second.any()
+    loss.backward()
+    return (loss.last.values.copy(), model.layers[0].grads["W"].copy(), dict(loss.grads),
+            loss.last.second.copy(), loss.R_test(model))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("confidence", ["raw", "normalized", "scaled"])
+def test_one_scale_is_two_scale_with_R2_equal_to_R1_and_no_second_case(confidence, dtype,
+                                                                        impl):
+    """OneScale(R1) = TwoScale(eta, R1, R2 = R1) with eta above every confidence (raw
+    confidences 3, 1, 0, -1; the normalised ones are smaller): the same values, gradients
+    of alpha and dL/dR1 (OneScale's, the sum over both cases; TwoScale's dL/dR2 is 0),
+    bit for bit. And it is not TwoScale with R2 != R1 and an eta that puts objects in the
+    second case: there the two differ, on exactly those objects."""
+    values, gW, grads, second, R_test = one_step(OneScale(R1=2.0, confidence=confidence),
+                                                 impl, dtype)
+    assert not second.any() and R_test == 2.0
+    tied = one_step(TwoScale(10.0, R1=2.0, R2=2.0, confidence=confidence), impl, dtype)
+    assert not tied[3].any()
+    assert bits(values) == bits(tied[0]) and bits(gW) == bits(tied[1])
+    assert tied[2] == {"R1": tied[2]["R1"], "R2": 0.0}
+    assert grads == {"R1": tied[2]["R1"]}
+    # the two-scale loss proper: the objects of confidence >= eta take R2 = 20
+    eta = ETA if confidence == "raw" else 1e-3
+    two = one_step(TwoScale(eta, R1=2.0, R2=20.0, confidence=confidence), impl, dtype)
+    second = two[3]
+    assert second.any() and not second.all() and two[4] == 2.0
+    np.testing.assert_array_equal(values[~second], two[0][~second])
+    assert np.all(values[second] != two[0][second])
+    assert not np.array_equal(gW, two[1])
+    assert grads["R1"] != two[2]["R1"] + two[2]["R2"]

@@ -1,47 +1,29 @@
 """Experiments: the paper's figures as presets, sweeps into resumable run folders,
-the executor, and the summary table (mean ± std over seeds, paired differences,
-the paper's numbers beside ours)."""
+the executors and what they share (tasks, a process's data sets), the summary table
+(mean ± std over seeds, paired differences, the paper's numbers beside ours), and the
+structure of minits.experiments (dask_executor needs no local executor; no module
+reaches into another's private names)."""
 
+import ast
 import csv
+import dataclasses
 import io
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training_loop import tiny_dataset
+from helpers import files, tiny_dataset, tiny_experiment
 
-from minits.experiments import Experiment, executor, figure, presets, rundir, summary
+import minits.experiments
+from minits.experiments import Experiment, figure, presets, rundir, summary
+from minits.experiments import data as experiment_data
 from minits.experiments.sweep import plan, run_experiment
-from minits.training import checkpoint, results
+from minits.experiments.tasks import Task, longest_first, run_task
+from minits.training import RunConfig, checkpoint, evaluate, results
 
-
-@pytest.fixture
-def tiny(monkeypatch):
-    """A tiny data set the executor finds under the name 'tiny' (in this process)."""
-    monkeypatch.setattr(executor, "_DATA", {})
-    monkeypatch.setattr(executor, "_TEST_INPUTS", {})
-    executor.remember_split("tiny", "train", None, tiny_dataset(96, "train", 1))
-    executor.remember_split("tiny", "test", None, tiny_dataset(40, "test", 2))
-
-
-def tiny_experiment(seeds=2, iterations=14, variants=(("one-scale", None), ("two-scale", 1e6),
-                                                       ("two-scale", 0.01))):
-    return Experiment(name="tiny", title="tiny test", dataset="tiny", variants=variants,
-                      seeds=tuple(range(seeds)),
-                      run={"hidden": (8,), "batch_size": 16, "iterations": iterations,
-                           "eval_every": 5, "dtype": "float64"},
-                      paper={"two-scale_eta=0.01": {"train_delta": 7.1, "test_delta": 6.7,
-                                                    "note": "a note"}})
-
-
-def files(out):
-    found = {}
-    for root, _, names in os.walk(out):
-        for name in names:
-            path = os.path.join(root, name)
-            found[os.path.relpath(path, out)] = os.stat(path).st_mtime_ns
-    return found
+EXPERIMENTS = Path(minits.experiments.__file__).parent
 
 
 # ----------------------------------------------------------------------------- presets
@@ -194,10 +176,10 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, tiny):
         def is_set(self):
             return len(steps) >= 9
 
-    first = executor.run_task(tasks[1], stop=Stop(), progress=steps.append)
+    first = run_task(tasks[1], stop=Stop(), progress=steps.append)
     assert first.status == "interrupted"
     assert checkpoint.saved_iteration(tasks[1].checkpoint_path) == 9
-    assert executor.run_task(tasks[0]).status == "done"
+    assert run_task(tasks[0]).status == "done"
     the_plan = plan(exp, out)
     assert (the_plan.done, the_plan.partial, the_plan.new) == (1, 1, 2)
     assert the_plan.tasks[0].start == 9
@@ -241,9 +223,9 @@ def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.usefixtures("offline")
 def test_worker_processes_give_the_same_results(tmp_path):
     """--jobs 2: spawned workers, one BLAS thread each, same numbers as in-process."""
-    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
     exp = presets.compare("digits", etas=(0.01,), variants=("one-scale", "two-scale"), seeds=1,
                           iterations=30, eval_every=10, hidden=(16,))
     here, _, _ = run_experiment(exp, str(tmp_path / "one"), jobs=1, show_progress=False)
@@ -259,35 +241,154 @@ def test_worker_processes_give_the_same_results(tmp_path):
 def test_pool_gets_the_longest_runs_first():
     """Runs resumed from a checkpoint (fewer iterations left) go last, so the workers
     finish together; among equals the experiment's order is kept."""
-    from minits.training import RunConfig
-    tasks = [executor.Task(RunConfig(dataset="tiny", variant="one-scale", seed=s,
-                                     iterations=100), f"r{s}", f"c{s}", start=start)
+    tasks = [Task(RunConfig(dataset="tiny", variant="one-scale", seed=s, iterations=100),
+                  f"r{s}", f"c{s}", start=start)
              for s, start in enumerate([0, 60, 0, 10, 0])]
-    order = [t.config.seed for t in executor.longest_first(tasks)]
+    order = [t.config.seed for t in longest_first(tasks)]
     assert order == [0, 2, 4, 3, 1]
 
 
 def test_a_worker_converts_the_test_set_once_for_its_runs(tiny, monkeypatch):
-    """executor.held_test_inputs: one read-only conversion shared by the runs of a process
+    """data.held_test_inputs: one read-only conversion shared by the runs of a process
     with the same data set, dtype and standardisation; at most one set is held."""
-    import dataclasses
-
-    from minits.training import RunConfig, evaluate
     a = RunConfig(dataset="tiny", variant="one-scale", seed=0, iterations=5)
-    first = executor.held_test_inputs(a, None)
+    first = experiment_data.held_test_inputs(a, None)
     other_run = dataclasses.replace(a, variant="plain-ce", seed=4)
-    assert executor.held_test_inputs(other_run, None) is first
+    assert experiment_data.held_test_inputs(other_run, None) is first
     assert not first.flags.writeable
-    test_set = executor.load_split("tiny", "test", None)
+    test_set = experiment_data.load_split("tiny", "test", None)
     expected = evaluate.to_inputs(test_set, slice(None), np.dtype(a.dtype), None)
     assert first.dtype == expected.dtype and first.tobytes() == expected.tobytes()
-    other = executor.held_test_inputs(dataclasses.replace(a, dtype="float64"), None)
-    assert other.dtype == np.float64 and list(executor._TEST_INPUTS.values()) == [other]
-    assert executor.held_test_inputs(a, None) is not first  # converted again: same numbers
-    executor.remember_split("tiny", "test", None, tiny_dataset(40, "test", 3))
-    replaced = executor.held_test_inputs(a, None)  # another test set: converted anew
-    assert replaced.tobytes() == evaluate.to_inputs(executor.load_split("tiny", "test", None),
-                                                    slice(None), np.float32, None).tobytes()
+    other = experiment_data.held_test_inputs(dataclasses.replace(a, dtype="float64"), None)
+    assert other.dtype == np.float64
+    assert list(experiment_data._TEST_INPUTS.values()) == [other]
+    # converted again: same numbers
+    assert experiment_data.held_test_inputs(a, None) is not first
+    experiment_data.remember_split("tiny", "test", None, tiny_dataset(40, "test", 3))
+    replaced = experiment_data.held_test_inputs(a, None)  # another test set: converted anew
+    assert replaced.tobytes() == evaluate.to_inputs(
+        experiment_data.load_split("tiny", "test", None), slice(None), np.float32,
+        None).tobytes()
     assert replaced.tobytes() != first.tobytes()
     monkeypatch.setattr(evaluate, "HOLD_BYTES", 0)  # over budget: chunk by chunk
-    assert executor.held_test_inputs(dataclasses.replace(a, dtype="float64"), None) is None
+    assert experiment_data.held_test_inputs(dataclasses.replace(a, dtype="float64"),
+                                            None) is None
+
+
+def test_a_process_loads_each_split_once(tiny, monkeypatch):
+    """data.load_split: datasets.load once per (name, split, data folder) in a process."""
+    calls = []
+
+    def load(name, split, data_dir):
+        calls.append((name, split, data_dir))
+        return tiny_dataset(8, split, 5)
+
+    monkeypatch.setattr(experiment_data.datasets, "load", load)
+    first = experiment_data.load_split("other", "train", "here")
+    assert experiment_data.load_split("other", "train", "here") is first
+    experiment_data.load_split("other", "train", "there")
+    experiment_data.load_split("other", "test", "here")
+    assert calls == [("other", "train", "here"), ("other", "train", "there"),
+                     ("other", "test", "here")]
+    # what remember_split gave the cache is never loaded
+    assert experiment_data.load_split("tiny", "train", None).name == "tiny" and len(calls) == 3
+
+
+# ----------------------------------------------------------------------------- structure
+
+def _module_name(path):
+    """minits.experiments.<name> of a file of the package."""
+    return "minits.experiments." + path.stem if path.stem != "__init__" else \
+        "minits.experiments"
+
+
+def _resolve(module, node):
+    """The absolute name an ImportFrom node of `module` imports from."""
+    if node.level == 0:
+        return node.module
+    package = module if module == "minits.experiments" else module.rsplit(".", 1)[0]
+    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+    return f"{base}.{node.module}" if node.module else base
+
+
+def private_uses(source, module):
+    """Where the code `source` of `module` uses a private name (a leading underscore, not a
+    dunder) of another module of minits: `from .x import _y`, or `x._y` with x a module
+    of minits (or a name) bound by an import. Returns [(line, what)]."""
+    def private(name):
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    found, imported = [], {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] != "minits":
+                    continue
+                if alias.asname:
+                    imported[alias.asname] = alias.name
+                else:  # `import minits.x.y` binds minits
+                    imported["minits"] = "minits"
+        elif isinstance(node, ast.ImportFrom):
+            origin = _resolve(module, node)
+            if origin.split(".")[0] != "minits":
+                continue
+            for alias in node.names:
+                if private(alias.name):
+                    found.append((node.lineno, f"from {origin} import {alias.name}"))
+                imported[alias.asname or alias.name] = f"{origin}.{alias.name}"
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            owner = _dotted(node.value)
+            if owner is not None and owner.split(".")[0] in imported:
+                root, _, rest = owner.partition(".")
+                found.append((node.lineno, ".".join(filter(None, (imported[root], rest,
+                                                                  node.attr)))))
+    return sorted(found)
+
+
+def _dotted(node):
+    """"a.b.c" of an expression a.b.c made of names only, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        owner = _dotted(node.value)
+        return None if owner is None else f"{owner}.{node.attr}"
+    return None
+
+
+def test_the_private_name_check_finds_what_it_looks_for():
+    """The check below can fail: it finds each way of reaching into another module, and
+    leaves alone a module's own names, dunders and the standard library's."""
+    source = ("import os\nimport minits.training.loop\nfrom . import executor\n"
+              "from .data import _DATA, load_split\nfrom ..training import evaluate as ev\n"
+              "_MINE = 1\n\n\ndef f():\n    os._exit(0)\n    executor._WORKER.clear()\n"
+              "    load_split.__name__\n    minits.training.loop._stderr('x')\n"
+              "    return ev._per_object, _MINE\n")
+    assert private_uses(source, "minits.experiments.dask_executor") == [
+        (4, "from minits.experiments.data import _DATA"),
+        (11, "minits.experiments.executor._WORKER"),
+        (13, "minits.training.loop._stderr"),
+        (14, "minits.training.evaluate._per_object"),
+    ]
+
+
+def test_no_module_of_experiments_uses_a_private_name_of_another():
+    paths = sorted(EXPERIMENTS.glob("*.py"))
+    assert {"tasks.py", "data.py", "executor.py", "dask_executor.py"} <= {p.name for p in paths}
+    found = {p.name: private_uses(p.read_text(encoding="utf-8"), _module_name(p))
+             for p in paths}
+    assert {name: uses for name, uses in found.items() if uses} == {}
+
+
+def test_dask_executor_does_not_import_the_local_executor():
+    """dask_executor runs tasks.run_task: it needs tasks, not executor (nor anything that
+    imports executor), so that a Dask worker never loads the local pool."""
+    grimp = pytest.importorskip("grimp", reason="the `dev` extra installs import-linter "
+                                                "(grimp)")
+    graph = grimp.build_graph("minits", cache_dir=None)
+    dask = "minits.experiments.dask_executor"
+    assert "minits.experiments.tasks" in graph.find_modules_directly_imported_by(dask)
+    assert not graph.chain_exists(dask, "minits.experiments.executor")
+    # the check can fail: the sweep reaches the executor (and executor the Dask one)
+    assert graph.chain_exists("minits.experiments.sweep", "minits.experiments.executor")
+    assert graph.chain_exists("minits.experiments.executor", dask)

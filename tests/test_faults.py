@@ -10,26 +10,26 @@ import os
 import numpy as np
 import pytest
 from datasets_files import write_idx_pair
+from helpers import needs_digits
 
 from minits import cli
 from minits.datasets import catalog
-from minits.experiments import executor
+from minits.experiments import data as experiment_data
 
 RUN_AGAIN = "run the same command again"
 
 
-def needs_digits():
-    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
-
-
 @pytest.fixture
-def offline(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch):
+    """tmp_path as the working folder of an offline command: no $MINITS_DATA, no downloads,
+    a user cache of its own, an empty data cache (what conftest's `offline` does, without
+    its need of scikit-learn: not every test here uses the digits)."""
     monkeypatch.delenv("MINITS_DATA", raising=False)
     monkeypatch.setenv("MINITS_OFFLINE", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(executor, "_DATA", {})
-    monkeypatch.setattr(executor, "_TEST_INPUTS", {})
+    monkeypatch.setattr(experiment_data, "_DATA", {})
+    monkeypatch.setattr(experiment_data, "_TEST_INPUTS", {})
     return tmp_path
 
 
@@ -43,9 +43,9 @@ def small_digits_sweep(out, *extra):
 # ----------------------------------------------------------------------------- report
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_report_of_a_corrupt_results_file_is_one_clear_line(offline, capsys, damage):
+def test_report_of_a_corrupt_results_file_is_one_clear_line(workdir, capsys, damage):
     needs_digits()
-    out = offline / "sweep"
+    out = workdir / "sweep"
     assert small_digits_sweep(out) == 0
     path = out / "runs" / "two-scale_eta=0.1" / "seed-000.npz"
     data = path.read_bytes()
@@ -60,9 +60,9 @@ def test_report_of_a_corrupt_results_file_is_one_clear_line(offline, capsys, dam
     assert RUN_AGAIN not in captured.err
 
 
-def test_report_of_a_corrupt_config_json(offline, capsys):
+def test_report_of_a_corrupt_config_json(workdir, capsys):
     needs_digits()
-    out = offline / "sweep"
+    out = workdir / "sweep"
     assert small_digits_sweep(out) == 0
     (out / "config.json").write_text('{"experiment": {"name": ')
     capsys.readouterr()
@@ -73,35 +73,35 @@ def test_report_of_a_corrupt_config_json(offline, capsys):
 
 # ----------------------------------------------------------------------------- never finishing
 
-def test_a_data_set_without_images(offline, capsys):
+def test_a_data_set_without_images(workdir, capsys):
     """MNIST files whose header says 0 images: refused before any work, naming them."""
-    folder = offline / "data" / "mnist"
+    folder = workdir / "data" / "mnist"
     for split in ("train", "test"):
         write_idx_pair(folder, split, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
-    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(offline / "data"),
-                     "--out", str(offline / "out"), "--no-progress"])
+    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(workdir / "data"),
+                     "--out", str(workdir / "out"), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "holds no images" in err and str(folder) in err and RUN_AGAIN not in err
-    assert not (offline / "out").exists()
+    assert not (workdir / "out").exists()
 
 
-def test_a_batch_larger_than_the_data_set(offline, capsys):
+def test_a_batch_larger_than_the_data_set(workdir, capsys):
     needs_digits()
     code = cli.main(["train", "--dataset", "digits", "--batch-size", "2000", "--out",
-                     str(offline / "out"), "--no-progress"])
+                     str(workdir / "out"), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "--batch-size 2000 is larger than the training set of digits (1437 images)" in err
     assert "choose --batch-size 1437 or less" in err and RUN_AGAIN not in err
-    assert not (offline / "out").exists()
+    assert not (workdir / "out").exists()
 
 
-def test_a_diverging_run_says_to_lower_the_learning_rate(offline, capsys):
+def test_a_diverging_run_says_to_lower_the_learning_rate(workdir, capsys):
     """--lr 1e30 in this process (--jobs 1), figures drawn: no raw numpy RuntimeWarning
     (pytest turns them into errors), the table flags the run and says what to change."""
     needs_digits()
-    out = offline / "out"
+    out = workdir / "out"
     code = cli.main(["train", "--dataset", "digits", "--lr", "1e30", "--iterations", "30",
                      "--eval-every", "10", "--jobs", "1", "--out", str(out), "--no-progress"])
     assert code == 0
@@ -116,11 +116,11 @@ def test_a_diverging_run_says_to_lower_the_learning_rate(offline, capsys):
     assert "diverged (inf or NaN)" in capsys.readouterr().out
 
 
-def test_interrupted_runs_keep_the_run_again_advice(offline, capsys, monkeypatch):
+def test_interrupted_runs_keep_the_run_again_advice(workdir, capsys, monkeypatch):
     """The advice is for runs that stopped early and resume: a run folder with a run
     that has no results yet."""
     needs_digits()
-    out = offline / "sweep"
+    out = workdir / "sweep"
     assert small_digits_sweep(out) == 0
     os.unlink(out / "runs" / "two-scale_eta=0.1" / "seed-000.npz")
     capsys.readouterr()
@@ -128,7 +128,7 @@ def test_interrupted_runs_keep_the_run_again_advice(offline, capsys, monkeypatch
     assert "1 run(s) not finished: run the same command again" in capsys.readouterr().out
 
 
-def test_a_failed_run_is_not_told_to_run_again(offline, capsys, monkeypatch):
+def test_a_failed_run_is_not_told_to_run_again(workdir, capsys, monkeypatch):
     """A run that ends in an error (here: a broken loss) has no results; the table says
     so, without the advice meant for interrupted runs."""
     needs_digits()
@@ -138,20 +138,20 @@ def test_a_failed_run_is_not_told_to_run_again(offline, capsys, monkeypatch):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(loop, "build_loss", broken)
-    assert small_digits_sweep(offline / "sweep") == 1
+    assert small_digits_sweep(workdir / "sweep") == 1
     captured = capsys.readouterr()
     assert "2 run(s) ended in an error" in captured.out and RUN_AGAIN not in captured.out
     assert "FAILED: one-scale seed 0: RuntimeError: a bug" in captured.err
 
 
-def test_a_data_dir_pointing_nowhere_leaves_no_folders(offline, capsys, monkeypatch):
+def test_a_data_dir_pointing_nowhere_leaves_no_folders(workdir, capsys, monkeypatch):
     """Downloads allowed, every mirror failing: a clear error, no empty folders."""
     monkeypatch.setenv("MINITS_OFFLINE", "0")
-    mnist = dataclasses.replace(catalog.MNIST, mirrors=((offline / "none").as_uri() + "/",))
+    mnist = dataclasses.replace(catalog.MNIST, mirrors=((workdir / "none").as_uri() + "/",))
     monkeypatch.setitem(catalog.SOURCES, "mnist", mnist)
-    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(offline / "nothing"),
-                     "--out", str(offline / "out"), "--no-progress"])
+    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(workdir / "nothing"),
+                     "--out", str(workdir / "out"), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "minits: error:" in err and "MNIST (train split) not found" in err
-    assert not (offline / "nothing").exists() and not (offline / "out").exists()
+    assert not (workdir / "nothing").exists() and not (workdir / "out").exists()

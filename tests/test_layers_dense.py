@@ -1,41 +1,39 @@
 """Linear, ReLU, Softmax, Flatten under both implementations: finite differences,
-kinks, dtype, errors. Fast == plain: tests/test_layers_impl.py."""
+kinks, dtype, errors; the fast layers' input_grad=False. Fast == plain:
+tests/test_layers_impl.py."""
 
 import numpy as np
 import pytest
 import reference as ref
+from helpers import away_from_zero, seeds
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import IMPLS, away_from_zero, seeds
 
 import minits as mt
+from minits import fast
 from minits.gradcheck import check_layer
 from minits.layers.activations import relu_backward, relu_forward
 from minits.layers.linear import linear_backward, linear_forward
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(st.integers(1, 4), st.integers(1, 7), st.integers(1, 6), st.booleans(), seeds)
-def test_linear_backward_matches_finite_differences(impl_name, N, d_in, d_out, bias, seed):
+def test_linear_backward_matches_finite_differences(impl, N, d_in, d_out, bias, seed):
     layer = mt.Linear(d_in, d_out, bias=bias, dtype=np.float64, rng=seed)
     rng = np.random.default_rng(seed)
     if bias:
         layer.params["b"][...] = rng.standard_normal(d_out)
-    with mt.using(impl_name):
-        check_layer(layer, rng.standard_normal((N, d_in)), seed=seed)
+    check_layer(impl(layer), rng.standard_normal((N, d_in)), seed=seed)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(st.integers(1, 4), st.integers(1, 7), st.integers(1, 6), st.booleans(), seeds)
-def test_linear_matches_naive_loops(impl_name, N, d_in, d_out, bias, seed):
-    layer = mt.Linear(d_in, d_out, bias=bias, dtype=np.float64, rng=seed)
+def test_linear_matches_naive_loops(impl, N, d_in, d_out, bias, seed):
+    layer = impl(mt.Linear(d_in, d_out, bias=bias, dtype=np.float64, rng=seed))
     rng = np.random.default_rng(seed)
     if bias:
         layer.params["b"][...] = rng.standard_normal(d_out)
     x, dout = rng.standard_normal((N, d_in)), rng.standard_normal((N, d_out))
-    with mt.using(impl_name):
-        out = layer.forward(x)
-        dx = layer.backward(dout)
+    out = layer.forward(x)
+    dx = layer.backward(dout)
     W, b = layer.params["W"], layer.params.get("b")
     np.testing.assert_allclose(out, ref.linear_forward(x, W, b), rtol=1e-12, atol=1e-12)
     dx_ref, dW_ref, db_ref = ref.linear_backward(dout, x, W)
@@ -46,7 +44,7 @@ def test_linear_matches_naive_loops(impl_name, N, d_in, d_out, bias, seed):
 
 
 def test_linear_is_x_times_W_transposed(impl):
-    layer = mt.Linear(3, 2, bias=True, dtype=np.float64)
+    layer = impl(mt.Linear(3, 2, bias=True, dtype=np.float64))
     layer.params["W"][...] = [[1, 2, 3], [4, 5, 6]]
     layer.params["b"][...] = [10, 20]
     np.testing.assert_array_equal(layer.forward(np.array([[1.0, 0, -1]])), [[8, 18]])
@@ -66,16 +64,14 @@ def test_plain_linear_functions_by_hand():
     np.testing.assert_array_equal(dx, [[1, -2], [2, 2]])
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(st.integers(1, 4), st.integers(1, 12), seeds)
-def test_relu_backward_away_from_the_kink(impl_name, N, d, seed):
+def test_relu_backward_away_from_the_kink(impl, N, d, seed):
     x = away_from_zero(np.random.default_rng(seed).standard_normal((N, d)))
-    with mt.using(impl_name):
-        check_layer(mt.ReLU(), x, seed=seed)  # |x| >= 0.01, far from 0 compared with eps
+    check_layer(impl(mt.ReLU()), x, seed=seed)  # |x| >= 0.01, far from 0 compared with eps
 
 
 def test_relu_kink_derivative_is_zero(impl):
-    layer = mt.ReLU()
+    layer = impl(mt.ReLU())
     layer.forward(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(layer.backward(np.ones(3)), [0.0, 0.0, 1.0])
     _, cache = relu_forward(np.array([-0.0, 0.0]))
@@ -84,49 +80,51 @@ def test_relu_kink_derivative_is_zero(impl):
 
 def test_relu_keeps_channel_first_layout(impl):
     xc = np.random.default_rng(0).standard_normal((3, 2, 4, 4))  # (C, N, H, W) memory
-    out = mt.ReLU().forward(xc.transpose(1, 0, 2, 3))
+    out = impl(mt.ReLU()).forward(xc.transpose(1, 0, 2, 3))
     assert out.shape == (2, 3, 4, 4) and out.transpose(1, 0, 2, 3).flags["C_CONTIGUOUS"]
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(st.integers(1, 4), st.integers(2, 8), seeds)
-def test_softmax_backward_matches_finite_differences(impl_name, N, K, seed):
+def test_softmax_backward_matches_finite_differences(impl, N, K, seed):
     x = np.random.default_rng(seed).standard_normal((N, K)) * 3
-    with mt.using(impl_name):
-        check_layer(mt.Softmax(), x, seed=seed)
+    check_layer(impl(mt.Softmax()), x, seed=seed)
 
 
 def test_softmax_is_stable_for_extreme_logits(impl):
     x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
-        p = mt.Softmax().forward(x)
+        p = impl(mt.Softmax()).forward(x)
     np.testing.assert_allclose(p, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]])
     assert np.all(np.isfinite(p))
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4))
-def test_flatten_round_trip(impl_name, N, C, H, W):
+def test_flatten_round_trip(impl, N, C, H, W):
     x = np.arange(N * C * H * W, dtype=np.float64).reshape(N, C, H, W)
-    layer = mt.Flatten()
-    with mt.using(impl_name):
-        out = layer.forward(x.transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3))
-        np.testing.assert_array_equal(out, x.reshape(N, -1))  # PyTorch's (C, H, W) order
-        np.testing.assert_array_equal(layer.backward(out), x)
+    layer = impl(mt.Flatten())
+    out = layer.forward(x.transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(out, x.reshape(N, -1))  # PyTorch's (C, H, W) order
+    np.testing.assert_array_equal(layer.backward(out), x)
 
 
 def test_flatten_of_an_empty_batch(impl):
-    layer = mt.Flatten()
+    layer = impl(mt.Flatten())
     out = layer.forward(np.ones((0, 2, 3, 3)))
     assert out.shape == (0, 18) and layer.backward(out).shape == (0, 2, 3, 3)
 
 
+DENSE = {  # name -> dtype -> a plain layer of 4 inputs
+    "Linear": lambda d: mt.Linear(4, 3, bias=True, dtype=d),
+    "ReLU": lambda d: mt.ReLU(),
+    "Softmax": lambda d: mt.Softmax(),
+    "Flatten": lambda d: mt.Flatten(),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("make", [lambda d: mt.Linear(4, 3, bias=True, dtype=d),
-                                  lambda d: mt.ReLU(), lambda d: mt.Softmax(),
-                                  lambda d: mt.Flatten()])
-def test_dense_layers_preserve_dtype(impl, make, dtype):
-    layer = make(dtype)
+@pytest.mark.parametrize("name", sorted(DENSE))
+def test_dense_layers_preserve_dtype(impl, name, dtype):
+    layer = impl(DENSE[name](dtype))
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(dtype)
     out = layer.forward(x)
     dx = layer.backward(np.ones(out.shape, dtype))
@@ -134,32 +132,47 @@ def test_dense_layers_preserve_dtype(impl, make, dtype):
     assert all(g.dtype == dtype for g in layer.grads.values())
 
 
-@pytest.mark.parametrize("make", [lambda: mt.Linear(4, 3, dtype=np.float64), mt.ReLU,
-                                  mt.Softmax, mt.Flatten])
-def test_dense_layers_without_input_grad_return_none(impl, make):
-    layer = make()
-    out = layer.forward(np.random.default_rng(0).standard_normal((2, 4)))
-    assert layer.backward(np.ones_like(out), input_grad=False) is None
+@pytest.mark.parametrize("name", sorted(DENSE))
+def test_dense_layers_refuse_backward_before_forward(impl, name):
     with pytest.raises(RuntimeError, match="before forward"):
-        make().backward(np.ones_like(out))
+        impl(DENSE[name](np.float64)).backward(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("name", ["Linear", "ReLU", "Flatten"])  # Softmax has no fast twin
+def test_fast_dense_layers_without_input_grad_return_none(name):
+    """input_grad=False (the fast layers'; plain layers always return dL/dx): None, and
+    the parameter gradients of the full backward, bit for bit."""
+    layer = fast.convert(DENSE[name](np.float64))
+    assert type(layer) is fast.TWINS[type(DENSE[name](np.float64))]
+    rng = np.random.default_rng(0)
+    out = layer.forward(rng.standard_normal((2, 4)))
+    dout = rng.standard_normal(out.shape)
+    assert layer.backward(dout) is not None
+    grads = {k: g.copy() for k, g in layer.grads.items()}
+    for g in layer.grads.values():
+        g[...] = np.nan
+    assert layer.backward(dout, input_grad=False) is None
+    for k, g in grads.items():
+        np.testing.assert_array_equal(layer.grads[k], g)
 
 
 def test_linear_errors_name_the_problem(impl):
-    layer = mt.Linear(4, 3)
+    layer = impl(mt.Linear(4, 3))
     with pytest.raises(TypeError, match="float64"):
         layer.forward(np.ones((2, 4)))
     with pytest.raises(ValueError, match="features"):
         layer.forward(np.ones((2, 5), np.float32))
+    cls = type(layer)  # the constructor's checks, in the class of this implementation
     with pytest.raises(TypeError, match="dtype"):
-        mt.Linear(4, 3, dtype=np.int32)
+        cls(4, 3, dtype=np.int32)
     with pytest.raises(ValueError, match="positive"):
-        mt.Linear(0, 3)
+        cls(0, 3)
     with pytest.raises(ValueError, match="gain"):
-        mt.Linear(4, 3, gain=0)
+        cls(4, 3, gain=0)
 
 
 def test_linear_backward_overwrites_grads(impl):
-    layer = mt.Linear(3, 2, bias=True, dtype=np.float64, rng=0)
+    layer = impl(mt.Linear(3, 2, bias=True, dtype=np.float64, rng=0))
     x = np.ones((4, 3))
     layer.forward(x)
     layer.backward(np.ones((4, 2)))
@@ -169,7 +182,7 @@ def test_linear_backward_overwrites_grads(impl):
 
 
 def test_in_place_parameter_update_changes_the_layer(impl):
-    layer = mt.Linear(2, 1, dtype=np.float64)
+    layer = impl(mt.Linear(2, 1, dtype=np.float64))
     layer.params["W"] -= layer.params["W"]
     assert np.all(layer.forward(np.ones((1, 2))) == 0)
 

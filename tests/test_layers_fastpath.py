@@ -2,9 +2,9 @@
 (docs/performance.md): pooling before ReLU, reused work arrays, the two-stage
 im2col, output blocking, the input gradient without col2im, Flatten's layout.
 
-These tests are about levers the plain implementation does not have, so every
-test here runs under minits.using("fast"). That fast equals plain, function by
-function, is tests/test_layers_impl.py.
+These tests are about levers the plain layers do not have, so they build the fast
+objects of minits.fast directly (and take plain objects or fresh fast ones as their
+reference). That fast equals plain, function by function, is tests/test_layers_impl.py.
 """
 
 import numpy as np
@@ -13,23 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minits as mt
-from minits.layers.fast_blocking import (
+from minits import fast
+from minits.fast.blocking import (
     block_weights,
     choose_block,
     deinterleave,
     fold_weight_grad,
     interleave,
 )
-from minits.layers.fast_conv import fast_input_grad
-from minits.layers.fast_im2col import fast_im2col
-from minits.layers.fast_sequential import pool_first_order
+from minits.fast.im2col import fast_im2col
+from minits.fast.schedule import pool_first_order
+from minits.layers import activations, pool
 from minits.layers.im2col import col2im
-
-
-@pytest.fixture(autouse=True)
-def _fast():
-    with mt.using("fast"):
-        yield
 
 
 def list_order(model, x, dX):
@@ -49,9 +44,9 @@ def test_pooling_before_relu_gives_the_same_output_and_gradients(seed, levels, N
     kink common: the cases where the two orders could disagree."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-levels, levels + 1, size=(N, 2, 6, 6)).astype(np.float64)
-    make = lambda: mt.Sequential(  # noqa: E731
+    make = lambda: fast.convert(mt.Sequential(  # noqa: E731
         mt.Conv2d(2, 3, 1, dtype=np.float64, rng=seed), mt.ReLU(), mt.MaxPool2d(2),
-        mt.Flatten(), mt.Linear(27, 4, dtype=np.float64, rng=seed + 1))
+        mt.Flatten(), mt.Linear(27, 4, dtype=np.float64, rng=seed + 1)))
     model, reference = make(), make()
     assert model.schedule() == [0, 2, 1, 3, 4]
     # integer weights keep every product exact, so ties survive the convolution
@@ -67,52 +62,67 @@ def test_pooling_before_relu_gives_the_same_output_and_gradients(seed, levels, N
         np.testing.assert_array_equal(a.grads["W"], b.grads["W"])
 
 
-def test_schedule_leaves_other_orders_and_subclasses_alone():
-    class MyReLU(mt.ReLU):
+def test_schedule_leaves_other_orders_and_subclasses_alone(monkeypatch):
+    class MyReLU(fast.FastReLU):
         pass
 
-    assert pool_first_order([mt.MaxPool2d(2), mt.ReLU()]) == [0, 1]
-    assert pool_first_order([MyReLU(), mt.MaxPool2d(2)]) == [0, 1]
-    assert mt.Sequential(mt.ReLU(), mt.MaxPool2d(2), mt.ReLU(), mt.MaxPool2d(2)).schedule() \
-        == [1, 0, 3, 2]
-    with mt.using("plain"):  # the plain Sequential runs the layers as listed
-        assert mt.Sequential(mt.ReLU(), mt.MaxPool2d(2)).schedule() == [0, 1]
+    assert pool_first_order([fast.FastMaxPool2d(2), fast.FastReLU()]) == [0, 1]
+    assert pool_first_order([MyReLU(), fast.FastMaxPool2d(2)]) == [0, 1]
+    assert fast.convert(mt.Sequential(mt.ReLU(), mt.MaxPool2d(2), mt.ReLU(),
+                                      mt.MaxPool2d(2))).schedule() == [1, 0, 3, 2]
+    # the plain Sequential runs the layers as listed: ReLU's function before pooling's
+    calls = []
+
+    def spy(name, function):
+        def recorded(*args):
+            calls.append(name)
+            return function(*args)
+        return recorded
+
+    for module, name in ((activations, "relu_forward"), (pool, "maxpool_forward")):
+        monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
+    mt.Sequential(mt.ReLU(), mt.MaxPool2d(2)).forward(np.ones((1, 1, 2, 2)))
+    assert calls == ["relu_forward", "maxpool_forward"]
 
 
 def test_conv_work_arrays_survive_two_forwards_and_a_new_batch_size():
     """The column matrix is reused between calls: backward must use the columns of
     the *last* forward, and a smaller last batch must get arrays of its own size."""
     rng = np.random.default_rng(0)
-    layer = mt.Conv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64, rng=0)
-    fresh = mt.Conv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64, rng=0)
+    layer = fast.FastConv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64, rng=0)
+    fresh = fast.FastConv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64, rng=0)
     for N in (4, 4, 1, 3):
         x_other, x = rng.standard_normal((N, 2, 7, 5)), rng.standard_normal((N, 2, 7, 5))
         layer.forward(x_other)
         out = layer.forward(x)  # the last forward is the one backward must differentiate
         dout = rng.standard_normal(out.shape)
         dx = layer.backward(dout)
-        fresh._scratch.clear()
+        fresh._work.clear()
         np.testing.assert_array_equal(out, fresh.forward(x))
         np.testing.assert_array_equal(dx, fresh.backward(dout))
         np.testing.assert_array_equal(layer.grads["W"], fresh.grads["W"])
 
 
 def test_pool_work_arrays_survive_a_new_batch_size():
+    """The fast layer's reused arrays, against a fresh fast layer and the plain layer."""
     rng = np.random.default_rng(1)
-    layer = mt.MaxPool2d(3, stride=2)
+    layer = fast.FastMaxPool2d(3, stride=2)
     for N in (3, 1, 2):
         x = rng.standard_normal((N, 2, 7, 8))
         out = layer.forward(x)
         dout = rng.standard_normal(out.shape)
-        fresh = mt.MaxPool2d(3, stride=2)
-        np.testing.assert_array_equal(out, fresh.forward(x))
-        np.testing.assert_array_equal(layer.backward(dout), fresh.backward(dout))
+        dx = layer.backward(dout)
+        for reference in (fast.FastMaxPool2d(3, stride=2), mt.MaxPool2d(3, stride=2)):
+            np.testing.assert_array_equal(out, reference.forward(x))
+            np.testing.assert_array_equal(dx, reference.backward(dout))
 
 
 def test_layer_outputs_are_not_overwritten_by_the_next_call():
     """Work arrays never leave a layer: an output kept by the caller stays valid."""
     rng = np.random.default_rng(2)
-    for layer in (mt.Conv2d(2, 3, 3, dtype=np.float64, rng=0), mt.MaxPool2d(2)):
+    for layer in (fast.FastConv2d(2, 3, 3, dtype=np.float64, rng=0),
+                  fast.FastConv2d(2, 3, 3, dtype=np.float64, rng=0, block=2),
+                  fast.FastMaxPool2d(2)):
         x1, x2 = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((2, 2, 6, 6))
         out1 = layer.forward(x1)
         kept = out1.copy()
@@ -132,8 +142,8 @@ def test_im2col_refuses_an_out_array_it_cannot_write_through():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flatten_backward_keeps_the_input_layout_and_dout_dtype(dtype):
     xc = np.random.default_rng(3).standard_normal((3, 2, 4, 4)).astype(dtype)  # (C, N, H, W)
-    x = xc.transpose(1, 0, 2, 3)  # a channel-first view, as Conv2d hands out
-    layer = mt.Flatten()
+    x = xc.transpose(1, 0, 2, 3)  # a channel-first view, as FastConv2d hands out
+    layer = fast.FastFlatten()
     out = layer.forward(x)
     dx = layer.backward(out)
     assert dx.dtype == dtype and dx.shape == x.shape
@@ -145,8 +155,8 @@ def test_conv_and_pool_hand_out_channel_first_views():
     """The fast layers' outputs are transposed views of (C, N, H, W) arrays, and
     they read such views without a copy (lever 1 of docs/performance.md)."""
     x = np.random.default_rng(5).standard_normal((2, 3, 8, 8))
-    conv_out = mt.Conv2d(3, 4, 3, dtype=np.float64, rng=0).forward(x)
-    pool_out = mt.MaxPool2d(2).forward(conv_out)
+    conv_out = fast.FastConv2d(3, 4, 3, dtype=np.float64, rng=0).forward(x)
+    pool_out = fast.FastMaxPool2d(2).forward(conv_out)
     for out in (conv_out, pool_out):
         assert out.transpose(1, 0, 2, 3).flags["C_CONTIGUOUS"]
 
@@ -211,13 +221,13 @@ def test_choose_block_rule():
        extra_w=st.integers(0, 3), seed=st.integers(0, 2**16))
 def test_conv_input_gradient_equals_col2im_of_the_column_gradient(C, F, N, k, s, p, extra_h,
                                                                   extra_w, seed):
-    """fast_input_grad (shifted copies of dout, one product, row adds) is
+    """FastConv2d.input_grad (shifted copies of dout, one product, row adds) is
     col2im(W2.T @ dout2), the plain adjoint of im2col, for any stride."""
     rng = np.random.default_rng(seed)
-    layer = mt.Conv2d(C, F, k, stride=s, padding=p, dtype=np.float64, rng=seed)
+    layer = fast.FastConv2d(C, F, k, stride=s, padding=p, dtype=np.float64, rng=seed)
     Hp, Wp = k + extra_h, k + extra_w + s  # padded sizes, with leftover rows/columns
     Ho, Wo = (Hp - k) // s + 1, (Wp - k) // s + 1
     dout = rng.standard_normal((N, F, Ho, Wo)).transpose(1, 0, 2, 3)  # channel-first view
-    dx = fast_input_grad(layer, dout, (Hp, Wp))
+    dx = layer.input_grad(dout, (Hp, Wp))
     dcols = layer.params["W"].reshape(F, -1).T @ dout.reshape(F, -1)
     np.testing.assert_allclose(dx, col2im(dcols, (C, N, Hp, Wp), k, s), rtol=1e-12, atol=1e-12)

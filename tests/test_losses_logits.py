@@ -3,91 +3,39 @@
 differences.
 
 Naive references here are written straight from the paper with Python loops. The
-functions that have a fast version (minits/losses/fast_objectives.py) are tested in
-both versions (``impl_name``); extreme logits, dtypes and fast == plain bit for bit:
-tests/test_losses_numerics.py.
+functions that have a fast twin (minits/fast/objectives.py) are tested in both
+implementations (the ``impl`` fixture, helpers.FUNCTIONS); extreme logits, dtypes and
+fast == plain bit for bit: tests/test_losses_numerics.py.
 """
 
 import math
 
 import numpy as np
 import pytest
+import reference as ref
+from helpers import FUNCTIONS, logits_labels
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import minits as mt
 from minits.gradcheck import numerical_gradient
+from minits.layers import log_softmax
 from minits.losses import (
     cross_entropy,
     dL_dR_eq15,
     dL_dR_general,
-    log_softmax,
     mse_probabilities,
     second_branch,
-    separation_value_and_grad,
     truncated,
-    two_scale_value_and_grad,
 )
-from minits.losses.fast_objectives import (
-    fast_cross_entropy,
-    fast_dL_dR_eq15,
-    fast_dL_dR_eq15_terms,
-    fast_log_softmax,
-    fast_separation_value_and_grad,
-    fast_two_scale_value_and_grad,
-)
-from minits.losses.two_scale import dL_dR_chain
+from minits.losses.wrapper import OBJECTIVES, wrapped_value_and_grad
 from minits.scale import confidence
 
-FLOAT = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
-IMPLS = mt.backend.IMPLEMENTATIONS
 
-
-def fast_two_scale(X_hat, y, R1, R2, second, objective=None, dL_dR="eq15"):
-    """fast_two_scale_value_and_grad with two_scale_value_and_grad's defaults, in their
-    fast versions (what TwoScale's fast forward passes)."""
-    objective = fast_cross_entropy if objective is None else objective
-    dL_dR = fast_dL_dR_eq15_terms if dL_dR == "eq15" else dL_dR
-    return fast_two_scale_value_and_grad(X_hat, y, R1, R2, second, objective, dL_dR)
-
-
-FUNCTIONS = {  # impl -> the functions on logits that have a fast version
-    "plain": dict(log_softmax=log_softmax, cross_entropy=cross_entropy, dL_dR_eq15=dL_dR_eq15,
-                  two_scale=two_scale_value_and_grad, separation=separation_value_and_grad),
-    "fast": dict(log_softmax=fast_log_softmax, cross_entropy=fast_cross_entropy,
-                 dL_dR_eq15=fast_dL_dR_eq15, two_scale=fast_two_scale,
-                 separation=fast_separation_value_and_grad),
-}
-
-
-@st.composite
-def logits_labels(draw, max_n=5, max_k=5, elements=FLOAT):
-    n = draw(st.integers(1, max_n))
-    k = draw(st.integers(2, max_k))
-    z = draw(hnp.arrays(np.float64, (n, k), elements=elements))
-    y = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)), dtype=np.int64)
-    return z, y
-
-
-def naive_eq13(x_hat, y, R):
-    """-log(1 / (1 + sum_{i != i(s)} exp(R (x_i - x_{i(s)})))) for one object, Eq. (13)."""
-    total = 1.0
-    for i in range(len(x_hat)):
-        if i != y:
-            total += math.exp(R * (x_hat[i] - x_hat[y]))
-    return -math.log(1.0 / total)
-
-
-def naive_eq15(x_hat, y, R):
-    """Eq. (15) for one object, term by term as printed."""
-    num, den = 0.0, 1.0
-    for i in range(len(x_hat)):
-        if i != y:
-            d = x_hat[i] - x_hat[y]
-            num += d * math.exp(R * d)
-            den += math.exp(R * d)
-    return num / den
+def per_object(R, y):
+    """R as one scale per object, (N,): what the fast dL_dR_eq15 takes (the plain one
+    takes either)."""
+    return np.full(len(y), R, dtype=np.float64)
 
 
 def fd_sum(f, z, eps=1e-6):
@@ -101,31 +49,28 @@ def fd_scalar(f, r, eps=1e-6):
 
 # ---------------------------------------------------------------- log-softmax, Eq. (3)-(4)
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(logits_labels())
-def test_log_softmax_matches_definition(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_log_softmax_matches_definition(case):
+    """minits.layers.log_softmax (one implementation: the fast code has no twin of it)."""
     z, _ = case
     naive = np.log(np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True))
-    np.testing.assert_allclose(F["log_softmax"](z), naive, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(log_softmax(z), naive, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(logits_labels())
-def test_cross_entropy_is_eq4_and_eq10(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_cross_entropy_is_eq4_and_eq10(impl, case):
+    F = FUNCTIONS[impl.name]
     z, y = case
     values, _ = F["cross_entropy"](z, y)
     p = np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True)
     np.testing.assert_allclose(values, -np.log(p[np.arange(len(y)), y]), rtol=1e-12, atol=1e-13)
-    eq10 = [naive_eq13(z[n], y[n], 1.0) for n in range(len(y))]  # Eq. (10) with R X_hat = z
+    eq10 = [ref.eq13(z[n], y[n], 1.0) for n in range(len(y))]  # Eq. (10) with R X_hat = z
     np.testing.assert_allclose(values, eq10, rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(logits_labels())
-def test_cross_entropy_gradient_matches_finite_differences(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_cross_entropy_gradient_matches_finite_differences(impl, case):
+    F = FUNCTIONS[impl.name]
     z, y = case
     _, dz = F["cross_entropy"](z, y)
     np.testing.assert_allclose(dz, fd_sum(lambda t: F["cross_entropy"](t, y), z), rtol=1e-6,
@@ -199,37 +144,38 @@ def test_mse_probabilities_matches_torch():
 
 # ---------------------------------------------------------------- Eq. (15)
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(logits_labels(), st.floats(0.1, 20))
-def test_eq15_equals_paper_formula_general_formula_and_finite_differences(impl_name, case, R):
-    F = FUNCTIONS[impl_name]
+def test_eq15_equals_paper_formula_general_formula_and_finite_differences(impl, case, R):
+    F = FUNCTIONS[impl.name]
     X_hat, y = case
-    eq15 = F["dL_dR_eq15"](X_hat, y, R)
-    naive = [naive_eq15(X_hat[n], y[n], R) for n in range(len(y))]
+    eq15 = F["dL_dR_eq15"](X_hat, y, per_object(R, y))
+    naive = [ref.eq15(X_hat[n], y[n], R) for n in range(len(y))]
     np.testing.assert_allclose(eq15, naive, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(eq15, dL_dR_general(X_hat, y, R), rtol=1e-10, atol=1e-12)
-    fd = [fd_scalar(lambda r, n=n: naive_eq13(X_hat[n], y[n], r), R) for n in range(len(y))]
+    fd = [fd_scalar(lambda r, n=n: ref.eq13(X_hat[n], y[n], r), R) for n in range(len(y))]
     np.testing.assert_allclose(eq15, fd, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(logits_labels(), st.floats(0.1, 20))
-def test_eq15_is_negative_for_correctly_classified_objects(impl_name, case, R):
-    F = FUNCTIONS[impl_name]
+def test_eq15_is_negative_for_correctly_classified_objects(impl, case, R):
+    F = FUNCTIONS[impl.name]
     X_hat, y = case
     delta = confidence(X_hat, y)
     assume(np.any(delta > 0))
     assume(np.all(R * delta[delta > 0] < 500))  # exp(-R delta) must not underflow to 0
     assume(np.all(delta[delta > 0] > 1e-12))  # nor the product delta * exp(...) (subnormals)
-    assert np.all(F["dL_dR_eq15"](X_hat, y, R)[delta > 0] < 0)
+    assert np.all(F["dL_dR_eq15"](X_hat, y, per_object(R, y))[delta > 0] < 0)
 
 
-def test_eq15_accepts_one_scale_per_object():
+def test_eq15_accepts_one_scale_per_object(impl):
+    F = FUNCTIONS[impl.name]
     rng = np.random.default_rng(0)
     X_hat, y = rng.standard_normal((4, 3)), np.array([0, 1, 2, 0])
     R = np.array([1.0, 2.0, 3.0, 4.0])
     expected = [dL_dR_eq15(X_hat[n:n + 1], y[n:n + 1], R[n])[0] for n in range(4)]
-    np.testing.assert_allclose(dL_dR_eq15(X_hat, y, R), expected, rtol=1e-14)
+    np.testing.assert_allclose(F["dL_dR_eq15"](X_hat, y, R), expected, rtol=1e-14)
+    naive = [ref.eq15(X_hat[n], y[n], R[n]) for n in range(4)]
+    np.testing.assert_allclose(F["dL_dR_eq15"](X_hat, y, R), naive, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- Eq. (13) on logits
@@ -243,20 +189,18 @@ def two_scale_cases(draw):
     return X_hat, y, R1, R2, second
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(two_scale_cases())
-def test_two_scale_values_are_eq13(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_two_scale_values_are_eq13(impl, case):
+    F = FUNCTIONS[impl.name]
     X_hat, y, R1, R2, second = case
     values, *_ = F["two_scale"](X_hat, y, R1, R2, second)
-    naive = [naive_eq13(X_hat[n], y[n], R2 if second[n] else R1) for n in range(len(y))]
+    naive = [ref.eq13(X_hat[n], y[n], R2 if second[n] else R1) for n in range(len(y))]
     np.testing.assert_allclose(values, naive, rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(two_scale_cases())
-def test_two_scale_gradients_match_finite_differences(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_two_scale_gradients_match_finite_differences(impl, case):
+    F = FUNCTIONS[impl.name]
     X_hat, y, R1, R2, second = case
     _, dX_hat, dR1, dR2 = F["two_scale"](X_hat, y, R1, R2, second)
 
@@ -269,10 +213,9 @@ def test_two_scale_gradients_match_finite_differences(impl_name, case):
     assert dR2 == pytest.approx(fd_scalar(lambda r: total(r2=r), R2), rel=1e-5, abs=1e-7)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(two_scale_cases())
-def test_dL_dR2_is_negative_with_a_well_classified_object_and_zero_without(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_dL_dR2_is_negative_with_a_well_classified_object_and_zero_without(impl, case):
+    F = FUNCTIONS[impl.name]
     X_hat, y, R1, R2, _ = case
     delta = confidence(X_hat, y)
     eta = 0.5
@@ -285,18 +228,25 @@ def test_dL_dR2_is_negative_with_a_well_classified_object_and_zero_without(impl_
         assert dR2 == 0.0
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(two_scale_cases())
-def test_R2_equal_to_R1_is_exactly_the_one_scale_loss(impl_name, case):
-    F = FUNCTIONS[impl_name]
+def test_R2_equal_to_R1_is_exactly_the_one_scale_loss(impl, case):
+    """With R2 = R1 the split no longer matters: whatever `second` says, Eq. (13) is the
+    one-scale loss, the cross-entropy of R1 X_hat (computed here directly, with the plain
+    minits.losses.cross_entropy), bit for bit, and d/dR1 + d/dR2 is Eq. (15) at R1
+    summed over every object (the paper's formula term by term)."""
+    F = FUNCTIONS[impl.name]
     X_hat, y, R1, _, second = case
-    two = F["two_scale"](X_hat, y, R1, R1, second)
-    one = F["two_scale"](X_hat, y, R1, R1, np.zeros_like(second))
-    np.testing.assert_array_equal(two[0], one[0])
-    np.testing.assert_array_equal(two[1], one[1])
-    ce, dz = F["cross_entropy"](R1 * X_hat, y)
-    np.testing.assert_array_equal(two[0], ce)
-    assert two[2] + two[3] == pytest.approx(one[2] + one[3], rel=1e-12, abs=1e-300)
+    values, dX_hat, dR1, dR2 = F["two_scale"](X_hat, y, R1, R1, second)
+    ce, dz = cross_entropy(R1 * X_hat, y)
+    assert values.tobytes() == ce.tobytes()
+    assert dX_hat.tobytes() == (dz * R1).tobytes()
+    naive = [ref.eq13(X_hat[n], y[n], R1) for n in range(len(y))]
+    np.testing.assert_allclose(values, naive, rtol=1e-12, atol=1e-13)
+    eq15 = sum(ref.eq15(X_hat[n], y[n], R1) for n in range(len(y)))
+    assert dR1 + dR2 == pytest.approx(eq15, rel=1e-10, abs=1e-12)
+    assert dR1 == pytest.approx(sum(ref.eq15(X_hat[n], y[n], R1)
+                                    for n in range(len(y)) if not second[n]),
+                                rel=1e-10, abs=1e-12)
 
 
 def test_second_branch_boundary_and_well_classified_boundary():
@@ -307,12 +257,10 @@ def test_second_branch_boundary_and_well_classified_boundary():
 
 # ---------------------------------------------------------------- generic objectives
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @pytest.mark.parametrize("objective", ["mse", "truncated"])
 @given(case=two_scale_cases())
-def test_generic_two_scale_gradients_match_finite_differences(impl_name, objective, case):
-    from minits.losses.wrapper import OBJECTIVES
-    value_and_grad = FUNCTIONS[impl_name]["two_scale"]
+def test_generic_two_scale_gradients_match_finite_differences(objective, case):
+    """wrapped_value_and_grad (TwoScaleWrapper's; the fast twin runs it too)."""
     X_hat, y, R1, R2, second = case
     k = 0.3
     f = OBJECTIVES[objective]
@@ -324,10 +272,10 @@ def test_generic_two_scale_gradients_match_finite_differences(impl_name, objecti
         def f(z, t, _f=f):
             return _f(z, t, k)
 
-    _, dX_hat, dR1, dR2 = value_and_grad(X_hat, y, R1, R2, second, f, dL_dR_chain)
+    _, dX_hat, dR1, dR2 = wrapped_value_and_grad(f, X_hat, y, R1, R2, second)
 
     def total(r1=R1, r2=R2):
-        return float(np.sum(value_and_grad(X_hat, y, r1, r2, second, f, None)[0]))
+        return float(np.sum(wrapped_value_and_grad(f, X_hat, y, r1, r2, second, fixed=True)[0]))
 
     np.testing.assert_allclose(dX_hat, numerical_gradient(lambda: total(), X_hat), rtol=1e-6,
                                atol=1e-7)
@@ -337,13 +285,12 @@ def test_generic_two_scale_gradients_match_finite_differences(impl_name, objecti
 
 # ---------------------------------------------------------------- Eq. (17) on logits
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(two_scale_cases(), st.floats(0.5, 20))
-def test_separation_values_and_gradients(impl_name, case, Rs):
-    F = FUNCTIONS[impl_name]
+def test_separation_values_and_gradients(impl, case, Rs):
+    F = FUNCTIONS[impl.name]
     X_hat, y, R, _, second = case
     values, dX_hat, dRs, dR = F["separation"](X_hat, y, R, Rs, second)
-    naive = [naive_eq13(X_hat[n], y[n], Rs * R if second[n] else R) for n in range(len(y))]
+    naive = [ref.eq13(X_hat[n], y[n], Rs * R if second[n] else R) for n in range(len(y))]
     np.testing.assert_allclose(values, naive, rtol=1e-12, atol=1e-13)
 
     def total(r=R, rs=Rs):
@@ -355,10 +302,9 @@ def test_separation_values_and_gradients(impl_name, case, Rs):
     assert dR == pytest.approx(fd_scalar(lambda r: total(r=r), R), rel=1e-5, abs=1e-7)
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
 @given(two_scale_cases(), st.floats(0.5, 20))
-def test_dL_dRs_is_non_positive(impl_name, case, Rs):
-    F = FUNCTIONS[impl_name]
+def test_dL_dRs_is_non_positive(impl, case, Rs):
+    F = FUNCTIONS[impl.name]
     # docs/decisions.md#D3: the paper says "non-negative"; the mathematics says <= 0
     X_hat, y, R, _, _ = case
     second = second_branch(confidence(X_hat, y), 0.1)

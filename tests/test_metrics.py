@@ -1,16 +1,20 @@
-"""Measures of performance (Sec. 3.1) against scikit-learn and against plain loops
-that restate each definition object by object."""
+"""Measures of performance (Sec. 3.1), the cross-entropy of given probabilities
+(metrics.mean_nll) and the super-class probabilities (metrics.coarse_probabilities)
+against scikit-learn and against plain loops that restate each definition object by
+object; #W_eta (metrics.well_classified_count) against the membership of W_eta
+(scale.well_classified)."""
 
+import math
 import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import minits as mt
-from minits import metrics
+from minits import metrics, scale
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -89,6 +93,18 @@ def loop_delta_p(y, p):
     return [p[s][y[s]] - max(p[s]) for s in range(len(y)) if not correct[s]]
 
 
+def loop_mean_nll(y, p):
+    """Eq. (5) with Eq. (4): the mean of -log p_{i(s)}, 0 read as float64's smallest normal."""
+    tiny = float(np.finfo(np.float64).tiny)
+    return sum(-math.log(max(float(p[s][y[s]]), tiny)) for s in range(len(y))) / len(y)
+
+
+def loop_coarse(p, f2c, num_coarse):
+    """Each super-class's probability: the sum of its fine classes' (-1: in none)."""
+    return [[sum(p[s][i] for i in range(len(f2c)) if f2c[i] == c) for c in range(num_coarse)]
+            for s in range(len(p))]
+
+
 def loop_histogram(values, edges):
     counts = [0] * (len(edges) - 1)
     for v in values:
@@ -130,6 +146,15 @@ def test_balanced_accuracy_matches_sklearn(data):
         warnings.simplefilter("ignore")            # "y_pred contains classes not in y_true"
         expected = sklearn_metrics.balanced_accuracy_score(y, proba.argmax(axis=1))
     assert metrics.balanced_accuracy(y, proba) == pytest.approx(expected, abs=1e-12)
+
+
+@given(tie_free(min_classes=2))
+def test_mean_nll_matches_sklearn(data):
+    y, proba = data
+    K = proba.shape[1]
+    assume(proba[np.arange(len(y)), y].min() > 1e-12)  # sklearn clips below its eps
+    expected = sklearn_metrics.log_loss(y, proba, labels=np.arange(K))
+    assert metrics.mean_nll(y, proba) == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- loops
@@ -221,6 +246,69 @@ def test_well_classified_count_matches_loop(data, etas):
         assert metrics.well_classified_count(x, eta, y=y) == value
     # Eq. (11): accuracy = #W_{0,T} / #T.
     assert metrics.well_classified_count(x, 0.0, y=y) / len(y) == metrics.accuracy(y, x)
+
+
+@given(with_ties(min_classes=2), st.floats(-1, 1, allow_nan=False),
+       st.lists(st.floats(-1.5, 1.5, allow_nan=False), min_size=1, max_size=4))
+def test_well_classified_count_is_the_size_of_W_eta(data, eta, etas):
+    """#W_eta = the number of members of W_eta (scale.well_classified), one threshold or
+    an array of them (the counts in its shape)."""
+    y, x = data
+    delta = scale.confidence(x * 2 - 1, y)
+    count = metrics.well_classified_count(delta, eta)
+    assert isinstance(count, int)
+    assert count == np.count_nonzero(scale.well_classified(delta, eta))
+    grid = np.array(etas).reshape(-1, 1)
+    counts = metrics.well_classified_count(delta, grid)
+    assert counts.shape == grid.shape and counts.dtype == np.int64
+    for e, c in zip(grid.ravel(), counts.ravel(), strict=True):
+        assert c == np.count_nonzero(scale.well_classified(delta, e))
+
+
+def test_well_classified_count_is_strict():
+    """W_eta: delta > eta (docs/decisions.md#D15), an object at eta is not in it."""
+    delta = np.array([-1.0, 0.0, 0.1, 0.2, 5.0])
+    np.testing.assert_array_equal(scale.well_classified(delta, 0.1),
+                                  [False, False, False, True, True])
+    assert metrics.well_classified_count(delta, 0.1) == 2
+    assert metrics.well_classified_count(delta, 0) == 3
+    assert metrics.well_classified_count(delta, [0.0, 0.1, 5.0]).tolist() == [3, 2, 0]
+
+
+@given(with_ties(), st.sampled_from([np.float32, np.float64]))
+def test_mean_nll_matches_loop(data, dtype):
+    y, proba = data
+    proba = proba.astype(dtype)
+    got = metrics.mean_nll(y, proba)
+    assert isinstance(got, float)
+    assert got == pytest.approx(loop_mean_nll(y, proba), rel=1e-12)
+    # a probability of 0 (an underflow) costs -log of float64's smallest normal, not inf
+    assert math.isfinite(got) and got >= 0
+
+
+def test_mean_nll_of_an_underflow_is_finite():
+    proba = np.array([[1.0, 0.0], [0.5, 0.5]])
+    expected = (-math.log(np.finfo(np.float64).tiny) + math.log(2)) / 2
+    assert metrics.mean_nll(np.array([1, 0]), proba) == pytest.approx(expected, rel=1e-15)
+    assert metrics.mean_nll(np.array([0, 0]), proba) == pytest.approx(math.log(2) / 2)
+
+
+@given(with_ties(min_classes=2), st.integers(0, 2**32 - 1),
+       st.sampled_from([np.float32, np.float64]))
+def test_coarse_probabilities_match_loop(data, seed, dtype):
+    y, proba = data
+    K = proba.shape[1]
+    rng = np.random.default_rng(seed)
+    num_coarse = int(rng.integers(1, K + 1))
+    f2c = rng.integers(-1, num_coarse, size=K)  # -1: a fine class of no known super-class
+    proba = proba.astype(dtype)
+    coarse = metrics.coarse_probabilities(proba, f2c, num_coarse)
+    assert coarse.dtype == dtype and coarse.shape == (len(y), num_coarse)
+    # values on a grid of quarters: every sum is exact, in any order
+    np.testing.assert_array_equal(coarse, np.array(loop_coarse(proba, f2c, num_coarse),
+                                                   dtype=dtype).reshape(len(y), num_coarse))
+    known = f2c >= 0
+    np.testing.assert_array_equal(coarse.sum(axis=1), proba[:, known].sum(axis=1))
 
 
 @given(with_ties(grid=10), st.integers(1, 12))

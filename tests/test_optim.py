@@ -1,13 +1,15 @@
 """SGD, Eq. (6), (14), (16), (18): the parameter and scale updates, and the
-paper's eta = 100 observation (Sec. 3.3) as an exact identity."""
+paper's eta = 100 observation (Sec. 3.3) as an exact identity. The steps follow the
+losses' gradients in both implementations (the ``impl`` fixture: plain model and loss,
+or their fast twins)."""
 
 import warnings
 
 import numpy as np
 import pytest
+from helpers import make_model
 from hypothesis import given
 from hypothesis import strategies as st
-from test_scale import make_model
 
 import minits as mt
 from minits.losses import CrossEntropy, OneScale, TwoScale, TwoScaleSeparation, TwoScaleWrapper
@@ -26,9 +28,9 @@ LOSSES = {
 
 @pytest.mark.parametrize("which", sorted(LOSSES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_step_is_eq14(which, dtype):
-    model, x, y = make_model("mlp", 1, dtype=dtype)
-    loss = LOSSES[which]()
+def test_step_is_eq14(which, dtype, impl):
+    plain, x, y = make_model("mlp", 1, dtype=dtype)
+    model, loss = impl(plain), impl(LOSSES[which]())
     loss.forward(model, x, y)
     loss.backward()
     lr = 0.1
@@ -47,10 +49,10 @@ def test_step_is_eq14(which, dtype):
         assert loss.grads == {} and loss.params == before
 
 
-def test_fixed_scales_never_move_while_alpha_does():
+def test_fixed_scales_never_move_while_alpha_does(impl):
     """Eq. (16): only alpha is trained."""
-    model, x, y = make_model("mlp", 2)
-    loss, sgd = TwoScale(0.01, fixed=True), mt.SGD(0.5)
+    plain, x, y = make_model("mlp", 2)
+    model, loss, sgd = impl(plain), impl(TwoScale(0.01, fixed=True)), mt.SGD(0.5)
     W0 = model.linear_layers()[0].params["W"].copy()
     loss.forward(model, x, y)
     scales = dict(loss.params)
@@ -63,11 +65,13 @@ def test_fixed_scales_never_move_while_alpha_does():
 
 
 @given(st.integers(0, 10_000))
-def test_R2_and_Rs_grow_when_an_object_is_well_classified(seed):
+def test_R2_and_Rs_grow_when_an_object_is_well_classified(impl, seed):
     """Sec. 2.3: dL/dR2 < 0 and dL/dRs <= 0 on well-classified objects, so SGD increases them."""
-    model, x, y = make_model("mlp", seed)
-    y = np.argmax(model.forward(x), axis=1)  # every object correctly classified
+    plain, x, y = make_model("mlp", seed)
+    model = impl(plain)
+    y = np.argmax(plain.forward(x), axis=1)  # every object correctly classified
     for loss, name in ((TwoScale(1e-3), "R2"), (TwoScaleSeparation(1e-3), "Rs")):
+        loss = impl(loss)
         loss.forward(model, x, y)
         loss.backward()
         assert loss.last.num_second > 0
@@ -77,12 +81,12 @@ def test_R2_and_Rs_grow_when_an_object_is_well_classified(seed):
 
 
 @pytest.mark.parametrize("which", sorted(LOSSES))
-def test_a_small_step_decreases_the_batch_loss(which):
+def test_a_small_step_decreases_the_batch_loss(which, impl):
     """The update goes downhill in (alpha, scales) together: sign check of Eq. (14), (18)."""
-    model, x, y = make_model("mlp", 3)
+    plain, x, y = make_model("mlp", 3)
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((16, 6)), rng.integers(0, 4, size=16)
-    loss = LOSSES[which]()
+    model, loss = impl(plain), impl(LOSSES[which]())
     before = loss.forward(model, x, y)
     loss.backward()
     second = loss.last.second.copy()
@@ -155,14 +159,16 @@ def test_sgd_refuses_bad_learning_rates(lr):
         mt.SGD("0.1")
 
 
-def train(loss, seed, steps, batch=16):
-    """SGD on a small learnable problem; returns the model, per-batch accuracies and the
-    number of objects that took the second case of Eq. (13) over the whole run."""
+def train(loss, seed, steps, impl, batch=16):
+    """SGD on a small learnable problem, the model and the loss in implementation impl;
+    returns the model, per-batch accuracies and the number of objects that took the
+    second case of Eq. (13) over the whole run."""
     rng = np.random.default_rng(seed)
     teacher = rng.standard_normal((10, 4))
     data = rng.standard_normal((256, 10))
     labels = np.argmax(data @ teacher, axis=1)
-    model = mt.models.mlp([10, 12, 4], seed=seed, dtype=np.float64)
+    model = impl(mt.models.mlp([10, 12, 4], seed=seed, dtype=np.float64))
+    loss = impl(loss)
     sgd = mt.SGD(0.1)
     accuracies, second = [], 0
     order = np.random.default_rng(seed + 1)
@@ -177,14 +183,14 @@ def train(loss, seed, steps, batch=16):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_huge_eta_two_scale_is_the_one_scale_baseline_on_every_batch(seed):
+def test_huge_eta_two_scale_is_the_one_scale_baseline_on_every_batch(seed, impl):
     """Sec. 3.3: with eta = 100 the two-scale network "had the exact same accuracy on each
     batch" as the traditional one. With eta huge no object ever takes the R2 case, and
     TwoScale runs the same float64 arithmetic as OneScale: identical runs."""
     two = TwoScale(1e12)
-    model_two, acc_two, second = train(two, seed, 200)
+    model_two, acc_two, second = train(two, seed, 200, impl)
     one = OneScale()
-    model_one, acc_one, _ = train(one, seed, 200)
+    model_one, acc_one, _ = train(one, seed, 200, impl)
     assert second == 0
     assert acc_two == acc_one
     assert acc_two[-1] > acc_two[0]  # it did learn something
@@ -195,11 +201,11 @@ def test_huge_eta_two_scale_is_the_one_scale_baseline_on_every_batch(seed):
                                                              dtype=np.float64))
 
 
-def test_small_eta_differs_from_the_one_scale_baseline():
+def test_small_eta_differs_from_the_one_scale_baseline(impl):
     """The identity above is not vacuous: a small eta changes the run."""
-    _, acc_two, second = train(TwoScale(0.01), 0, 50)
-    model_one, acc_one, _ = train(OneScale(), 0, 50)
+    _, acc_two, second = train(TwoScale(0.01), 0, 50, impl)
+    model_one, acc_one, _ = train(OneScale(), 0, 50, impl)
     assert second > 0
-    model_two, _, _ = train(TwoScale(0.01), 0, 50)
+    model_two, _, _ = train(TwoScale(0.01), 0, 50, impl)
     assert not np.allclose(model_two.linear_layers()[0].params["W"],
                            model_one.linear_layers()[0].params["W"])

@@ -1,50 +1,22 @@
-"""The training loop of one run (Sec. 3.2): records, checkpoints and exact resume.
+"""The training loop of one run (Sec. 3.2): records, checkpoints, exact resume, and the
+format of the results and checkpoint files (older ones are refused).
 
 Runs use a tiny synthetic data set and a small float64 mlp, so every test is fast
 and every comparison can be exact (bit for bit).
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
-from test_scale import bits
+from helpers import bits, run_config, snapshot, tiny_dataset
 
-from minits.datasets import Dataset
+from minits import atomic
 from minits.scale import scale_R
-from minits.training import RunConfig, checkpoint, epoch_order, steps_per_epoch, train
+from minits.training import checkpoint, epoch_order, results, steps_per_epoch, train
 from minits.training.build import build_loss, build_model
-from minits.training.history import evaluation_iterations
-
-
-def tiny_dataset(n, split, seed, K=3, coarse=False):
-    """(n, 1, 4, 4) uint8 images whose class is the argmax of a fixed projection: learnable."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, 1, 4, 4), dtype=np.uint8)
-    W = np.random.default_rng(99).normal(size=(16, K))
-    labels = np.argmax(images.reshape(n, -1) / 255.0 @ W, axis=1)  # bias-free separable
-    extra = {}
-    if coarse:  # K = 4 fine classes in 2 super-classes
-        f2c = np.array([0, 0, 1, 1])
-        extra = dict(coarse_labels=f2c[labels], coarse_names=("a", "b"), fine_to_coarse=f2c)
-    return Dataset(images=images, labels=labels, name="tiny", split=split,
-                   class_names=tuple(str(k) for k in range(K)), **extra)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_dataset(96, "train", 1), tiny_dataset(40, "test", 2)
-
-
-def config(**changes):
-    base = dict(dataset="tiny", variant="two-scale", eta=0.01, hidden=(8,), batch_size=16,
-                iterations=20, eval_every=6, dtype="float64", seed=3)
-    return RunConfig(**{**base, **changes})
-
-
-def params(model):
-    return [p.copy() for layer in model.linear_layers() for p in layer.params.values()]
-
+from minits.training.history import FORMAT, History, evaluation_iterations
 
 # ----------------------------------------------------------------------------- batch order
 
@@ -72,16 +44,17 @@ def test_evaluation_iterations_start_at_zero_and_end_at_the_last():
 
 def test_history_follows_the_protocol(data):
     train_set, test_set = data
-    cfg = config()
+    cfg = run_config()
     result = train(cfg, train_set, test_set)
     h = result.history
     R0 = scale_R(build_model(cfg, 3, (1, 4, 4)))
-    # Sec. 3.2: R1 = R(alpha^0), R2 = 10 R1 at the first step; R is R(alpha) before each step
+    # Sec. 3.2: R1 = R(alpha^0), R2 = 10 R1 at the first step; R_alpha is R(alpha) before
+    # each step
     assert h["R1"][0] == pytest.approx(R0, rel=1e-12)
     assert h["R2"][0] == pytest.approx(10 * R0, rel=1e-12)
-    assert h["R"][0] == pytest.approx(R0, rel=1e-12)
-    assert np.all(np.isnan(h["Rs"]))
-    for name in ("batch_acc", "batch_loss", "R", "R1", "R2", "frac_well"):
+    assert h["R_alpha"][0] == pytest.approx(R0, rel=1e-12)
+    assert np.all(np.isnan(h["Rs"])) and np.all(np.isnan(h["R"]))  # Eq. (17)'s: none here
+    for name in ("batch_acc", "batch_loss", "R_alpha", "R1", "R2", "frac_second"):
         assert h[name].shape == (20,) and np.all(np.isfinite(h[name])), name
     assert np.all((h["batch_acc"] >= 0) & (h["batch_acc"] <= 1))
     # batch accuracies are multiples of 1/16 (batches of exactly batch_size objects)
@@ -95,7 +68,7 @@ def test_history_follows_the_protocol(data):
 
 def test_training_learns_the_tiny_problem(data):
     train_set, test_set = data
-    result = train(config(iterations=150, eval_every=50, variant="one-scale", eta=None),
+    result = train(run_config(iterations=150, eval_every=50, variant="one-scale", eta=None),
                    train_set, test_set)
     assert result.history["test_acc"][0] < 0.7
     assert result.train["accuracy"] > 0.8
@@ -103,41 +76,42 @@ def test_training_learns_the_tiny_problem(data):
 
 def test_one_scale_and_plain_ce_have_no_branch_fraction(data):
     for variant in ("one-scale", "plain-ce"):
-        h = train(config(variant=variant, eta=None, iterations=4), *data).history
-        assert np.all(np.isnan(h["frac_well"]))
-    h = train(config(variant="plain-ce", eta=None, iterations=4), *data).history
-    assert np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R"]))
-    h = train(config(variant="separation", iterations=4), *data).history
-    assert h["Rs"][0] == 10.0 and np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R_first"]))
-    h = train(config(variant="two-scale", iterations=4), *data).history
-    assert np.all(np.isnan(h["R_first"])) and np.all(np.isnan(h["Rs"]))
+        h = train(run_config(variant=variant, eta=None, iterations=4), *data).history
+        assert np.all(np.isnan(h["frac_second"]))
+    h = train(run_config(variant="plain-ce", eta=None, iterations=4), *data).history
+    assert np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R_alpha"]))
+    h = train(run_config(variant="separation", iterations=4), *data).history
+    assert h["Rs"][0] == 10.0 and np.all(np.isnan(h["R1"])) and np.all(np.isfinite(h["R"]))
+    assert np.all(np.isfinite(h["frac_second"]))
+    h = train(run_config(variant="two-scale", iterations=4), *data).history
+    assert np.all(np.isnan(h["R"])) and np.all(np.isnan(h["Rs"]))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_parameters_keep_their_dtype(data, dtype):
     train_set, test_set = data
-    cfg = config(dtype=dtype, iterations=3)
+    cfg = run_config(dtype=dtype, iterations=3)
     result = train(cfg, train_set, test_set, checkpoint_path=None, max_iterations=None)
     assert result.test["p_max"].dtype == np.float32  # stored compactly
     model = build_model(cfg, 3, (1, 4, 4))
-    assert all(p.dtype == np.dtype(dtype) for p in params(model))
+    assert all(p.dtype == np.dtype(dtype) for p in snapshot(model))
 
 
 def test_huge_eta_is_the_traditional_loss_bit_for_bit(data):
     """Sec. 3.3: eta = 100 'had the exact same accuracy on each batch' as the traditional
     loss; with no object in the R2 case every number of the run agrees exactly."""
-    a = train(config(variant="two-scale", eta=1e6), *data)
-    b = train(config(variant="one-scale", eta=None), *data)
-    for name in ("batch_acc", "batch_loss", "R", "R1", "test_acc"):
+    a = train(run_config(variant="two-scale", eta=1e6), *data)
+    b = train(run_config(variant="one-scale", eta=None), *data)
+    for name in ("batch_acc", "batch_loss", "R_alpha", "R1", "test_acc"):
         assert np.array_equal(a.history[name], b.history[name]), name
-    assert np.all(a.history["frac_well"] == 0)
+    assert np.all(a.history["frac_second"] == 0)
 
 
 def test_a_scale_going_negative_is_reported_loudly(data):
     """docs/decisions.md#D17: tiny initial scales and a big step push R1 below zero; the
     run says so once (no ScaleWarning at every step: pytest would turn it into an error)."""
     messages = []
-    cfg = config(gain=0.5, lr=5.0, hidden=(16,))
+    cfg = run_config(gain=0.5, lr=5.0, hidden=(16,))
     result = train(cfg, *data, log=messages.append)
     h = result.history
     bad = np.flatnonzero(~(h["R1"] > 0))
@@ -159,9 +133,9 @@ def test_a_scale_going_negative_is_reported_loudly(data):
     ("plain-ce", None, 1, None),
 ])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, variant, eta, stop_at,
-                                                         scale):
+                                                         scale, impl):
     train_set, test_set = data
-    cfg = config(variant=variant, eta=eta, separation_scale=scale)
+    cfg = run_config(variant=variant, eta=eta, separation_scale=scale, impl=impl.name)
     whole = train(cfg, train_set, test_set)
 
     path = tmp_path / "run.ckpt.npz"
@@ -183,14 +157,15 @@ def test_a_checkpoint_restores_the_first_scale_of_eq17(tmp_path, data):
     """The fixed first scale R = R(alpha^0) of Eq. (17) is set at the first forward; a run
     resumed after some steps must get R(alpha^0) back from the checkpoint, not take
     R(alpha^t) of the restored parameters (docs/decisions.md#D11)."""
-    cfg = config(variant="separation", separation_scale="fixed")
+    cfg = run_config(variant="separation", separation_scale="fixed")
     path = tmp_path / "c.npz"
     first = train(cfg, *data, checkpoint_path=path, max_iterations=7)
     with np.load(path) as f:
-        assert float(f["scale_R"]) == first.history["R_first"][0]
+        assert float(f["scale_R"]) == first.history["R"][0]
     rest = train(cfg, *data, checkpoint_path=path)
-    assert np.all(rest.history["R_first"] == first.history["R_first"][0])
-    assert rest.final_scales["R_first"] == first.history["R_first"][0]
+    assert np.all(rest.history["R"] == first.history["R"][0])
+    assert rest.final_scales["R"] == first.history["R"][0]
+    assert rest.final_scales["R_alpha"] != rest.final_scales["R"]  # R(alpha) moved on
 
 
 def test_stop_flag_saves_a_checkpoint_and_returns(tmp_path, data):
@@ -203,7 +178,7 @@ def test_stop_flag_saves_a_checkpoint_and_returns(tmp_path, data):
             return self.calls >= self.n
 
     path = tmp_path / "c.npz"
-    result = train(config(), *data, checkpoint_path=path, stop=StopAfter(4))
+    result = train(run_config(), *data, checkpoint_path=path, stop=StopAfter(4))
     assert not result.completed and result.iteration == 4
     assert checkpoint.saved_iteration(path) == 4
 
@@ -213,24 +188,22 @@ def test_checkpoints_are_written_every_epoch(tmp_path, data, monkeypatch):
     real = checkpoint.save
     monkeypatch.setattr(checkpoint, "save",
                         lambda path, cfg, it, *a: (saved.append(it), real(path, cfg, it, *a)))
-    train(config(iterations=20), *data, checkpoint_path=tmp_path / "c.npz", checkpoint_every=5)
+    train(run_config(iterations=20), *data, checkpoint_path=tmp_path / "c.npz", checkpoint_every=5)
     assert saved == [5, 6, 10, 12, 15, 18]  # every epoch (6 steps) and every 5 iterations
 
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path, data):
     path = tmp_path / "c.npz"
-    train(config(), *data, checkpoint_path=path, max_iterations=2)
+    train(run_config(), *data, checkpoint_path=path, max_iterations=2)
     with pytest.raises(ValueError, match="another configuration"):
-        train(config(eta=0.1), *data, checkpoint_path=path)
+        train(run_config(eta=0.1), *data, checkpoint_path=path)
 
 
 def test_checkpoint_round_trip_restores_parameters_and_scales(tmp_path):
-    cfg = config()
+    cfg = run_config()
     model = build_model(cfg, 3, (1, 4, 4))
     loss = build_loss(cfg, scale_R(model))
     loss.params["R1"], loss.params["R2"] = 1.2345678901234567, 9.87654321
-    from minits.training.history import History
-
     history = History(cfg.iterations, cfg.eval_every)
     history.record_step(0, batch_acc=0.5)
     checkpoint.save(tmp_path / "c.npz", cfg, 1, model, loss, history)
@@ -238,21 +211,62 @@ def test_checkpoint_round_trip_restores_parameters_and_scales(tmp_path):
     other_loss = build_loss(cfg, 1.0)
     t, h = checkpoint.load(tmp_path / "c.npz", cfg.replace(), other, other_loss)
     assert t == 1 and h["batch_acc"][0] == 0.5
-    for a, b in zip(params(model), params(other), strict=True):
+    for a, b in zip(snapshot(model), snapshot(other), strict=True):
         assert np.array_equal(a, b) and a.dtype == b.dtype
     assert other_loss.params == loss.params
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
 
 
+def rewrite(path, change):
+    """Write the .npz at path again with its arrays changed by change(arrays) in place."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    atomic.savez(path, compress=True, **arrays)
+
+
+OLDER = {"no format entry": lambda arrays: arrays.pop("format"),
+         "format 1": lambda arrays: arrays.update(format=np.int64(1))}
+"""How a file of an older layout differs: format 1 had no "format" entry in its results
+files (its checkpoints had format 1)."""
+
+
+@pytest.mark.parametrize("older", sorted(OLDER))
+def test_files_of_an_older_format_are_refused_naming_the_file(tmp_path, data, older):
+    """Results and checkpoint files carry format 2 (R_alpha, R, frac_second); a file of an
+    older layout is refused with a ValueError naming it, by results.load and by a run
+    resumed from it (no legacy reading)."""
+    cfg = run_config(variant="separation", iterations=8)
+    path = tmp_path / "results.npz"
+    result = train(cfg, *data)
+    results.save(path, result)
+    with np.load(path) as f:
+        assert int(f["format"]) == FORMAT == 2
+    assert results.load(path).final_scales == result.final_scales
+    rewrite(path, OLDER[older])
+    message = re.escape(f"{path} was written by another version of minits (file format 1")
+    with pytest.raises(ValueError, match=message):
+        results.load(path)
+
+    ckpt = tmp_path / "run.ckpt.npz"
+    train(cfg, *data, checkpoint_path=ckpt, max_iterations=3)
+    with np.load(ckpt) as f:
+        assert int(f["format"]) == FORMAT
+    rewrite(ckpt, OLDER[older])
+    with pytest.raises(ValueError, match=re.escape(f"{ckpt} was written by another version")):
+        train(cfg, *data, checkpoint_path=ckpt)
+    assert checkpoint.saved_iteration(ckpt) == 3  # left as it was
+
+
 def test_superclass_measures_need_coarse_labels(data):
     with pytest.raises(ValueError, match="coarse labels"):
-        train(config(superclass=True), *data)
+        train(run_config(superclass=True), *data)
 
 
 def test_superclass_measures_with_coarse_labels():
     train_set = tiny_dataset(64, "train", 1, K=4, coarse=True)
     test_set = tiny_dataset(32, "test", 2, K=4, coarse=True)
-    result = train(config(superclass=True, iterations=8), train_set, test_set)
+    result = train(run_config(superclass=True, iterations=8), train_set, test_set)
     for split in (result.train, result.test):
         assert split["superclass_accuracy"] >= split["accuracy"]  # a right class is a right
         assert split["superclass_close_enough"].shape == split["close_enough"].shape
@@ -260,8 +274,8 @@ def test_superclass_measures_with_coarse_labels():
 
 
 # ----------------------------------------------------------------------------- same numbers
-# The loop's shortcuts (the test set converted once per run, no copy of alpha to compare,
-# R(alpha) once per evaluation) must not change a single number of a run.
+# The loop's shortcuts (the test set converted once per run, R(alpha) once per
+# evaluation) must not change a single number of a run.
 
 
 def test_to_inputs_of_an_index_array_and_of_a_slice(data):
@@ -282,7 +296,7 @@ def test_to_inputs_of_an_index_array_and_of_a_slice(data):
 def test_evaluation_on_converted_inputs_gives_the_same_measures(data, variant, eta):
     from minits.training import evaluate
     train_set, test_set = data
-    cfg = config(variant=variant, eta=eta, dtype="float32")
+    cfg = run_config(variant=variant, eta=eta, dtype="float32")
     model = build_model(cfg, 3, (1, 4, 4))
     loss = build_loss(cfg, scale_R(model))
     inputs = evaluate.to_inputs(test_set, slice(None), np.float32, None)
@@ -294,32 +308,7 @@ def test_evaluation_on_converted_inputs_gives_the_same_measures(data, variant, e
     assert a.keys() == b.keys() and all(bits(a[k]) == bits(b[k]) for k in a)
 
 
-@pytest.mark.parametrize("variant, eta", [("two-scale", 0.01), ("one-scale", None),
-                                          ("separation", 0.1), ("fixed", 1.0)])
-def test_a_run_without_the_alpha_comparison_is_the_same_run(data, monkeypatch, variant, eta):
-    """The loop sets loss.check_unchanged = False; a run with the check is identical."""
-    from minits.training import loop
-    cfg = config(variant=variant, eta=eta, dtype="float32")
-    plain = train(cfg, *data)
-
-    def checked_loss(config, R0):
-        loss = build_loss(config, R0)
-        assert loss.check_unchanged is False
-        loss.check_unchanged = True
-        return loss
-
-    monkeypatch.setattr(loop, "build_loss", checked_loss)
-    checked = train(cfg, *data)
-    for name, value in plain.history.state().items():
-        if name != "history_elapsed":
-            assert bits(value) == bits(checked.history.state()[name]), name
-    for split in ("train", "test"):
-        a, b = getattr(plain, split), getattr(checked, split)
-        assert all(bits(a[k]) == bits(b[k]) for k in a), split
-
-
 def test_compressed_archives_hold_the_same_arrays(tmp_path):
-    from minits.training import atomic
     arrays = {"a": np.arange(7.0), "b": np.float32([1.5, -2.0]), "c": np.int16([3, 4]),
               "s": np.str_('{"x": 1}'), "n": np.int64(5), "e": np.zeros(0, np.float32)}
     atomic.savez(tmp_path / "r.npz", compress=True, **arrays)
@@ -335,7 +324,7 @@ def test_test_inputs_given_by_the_caller_give_the_same_run(data):
     that converts them itself; inputs of another shape or dtype are refused."""
     from minits.training import evaluate
     train_set, test_set = data
-    cfg = config(dtype="float32")
+    cfg = run_config(dtype="float32")
     inputs = evaluate.to_inputs(test_set, slice(None), np.float32, None)
     inputs.flags.writeable = False  # as the worker holds them: no run may write into them
     given, plain = train(cfg, *data, test_inputs=inputs), train(cfg, *data)
@@ -360,7 +349,7 @@ def test_a_test_set_over_the_memory_budget_is_converted_chunk_by_chunk(data, mon
     assert evaluate.held_inputs(test_set, np.float32, None, budget=n_bytes - 1) is None
     assert evaluate.held_inputs(test_set, np.float64, None, budget=n_bytes) is None
 
-    cfg = config(dtype="float32")
+    cfg = run_config(dtype="float32")
     reference = train(cfg, *data, eval_chunk=16)  # held: the chunks are views
     monkeypatch.setattr(evaluate, "HOLD_BYTES", 0)
     chunks = []

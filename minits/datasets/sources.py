@@ -27,10 +27,10 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
+from .. import atomic
 from .archive import extract
 from .errors import ChecksumError, DatasetFormatError
 
@@ -265,39 +265,32 @@ def _fetch_one(source, remote, folder, progress):
 def download(url, dest, md5=None, sha256=None, size=None, progress=True, timeout=60.0):
     """Download ``url`` to ``dest``, verified, atomically.
 
-    The bytes go to a temporary file beside ``dest``; size, md5 and sha256
-    (those given) are checked; only then is the file renamed to ``dest``
-    (os.replace). On any failure the temporary file is removed and ``dest``
-    is left as it was.
+    The bytes go to a temporary file beside ``dest`` (minits.atomic); size, md5 and
+    sha256 (those given) are checked; only then is the file renamed to ``dest``. On any
+    failure the temporary file is removed and ``dest`` is left as it was.
 
     Inputs: url (http(s):// or file://), dest: path; expected digests as hex
     strings; size in bytes; progress: bar on stderr (tqdm if installed).
     Output: Path dest. Raises ChecksumError, or urllib's errors (OSError).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        md5_hash, sha256_hash = _hashers()
-        with os.fdopen(fd, "wb") as out, _urlopen(url, timeout) as response:
-            total = response.headers.get("Content-Length")
-            bar = _progress(int(total) if total else size, dest.name, progress)
-            try:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    md5_hash.update(chunk)
-                    sha256_hash.update(chunk)
-                    bar.update(len(chunk))
-            finally:
-                bar.close()
-        _compare(url, "size", size, os.path.getsize(tmp))
+    md5_hash, sha256_hash = _hashers()
+    with atomic.atomic_write(dest, "wb") as out, _urlopen(url, timeout) as response:
+        total = response.headers.get("Content-Length")
+        bar = _progress(int(total) if total else size, dest.name, progress)
+        written = 0
+        try:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                md5_hash.update(chunk)
+                sha256_hash.update(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+        _compare(url, "size", size, written)
         _compare(url, "md5", md5, md5_hash.hexdigest())
         _compare(url, "sha256", sha256, sha256_hash.hexdigest())
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return dest
 
 

@@ -2,8 +2,9 @@
 seeds x variants x eta into resumable run folders, executors, and summaries.
 
 Reading order: spec (Experiment) -> presets (the figures) -> sweep (run_experiment)
--> rundir (the folder layout) -> executor (processes) -> dask_executor (a Dask
-cluster, optional) -> summary (the table).
+-> rundir (the folder layout) -> tasks (one run as a task, what executors share) ->
+data (a process's data sets) -> executor (this process or worker processes) ->
+dask_executor (a Dask cluster, optional) -> summary (the table).
 """
 
 from .presets import FIGURES, PAPER_ETAS, PRESETS, figure

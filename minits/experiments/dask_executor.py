@@ -5,12 +5,12 @@
 
 (bar: progress.progress_bar; executor.run_tasks(..., executor="dask") makes it.)
 
-Each run is one task (Client.submit); a worker runs executor.run_task, the function
+Each run is one task (Client.submit); a worker runs tasks.run_task, the function
 the local pool runs, and writes the same atomic per-run files under --out, so the
 folder must be one every worker sees (a shared file system). Resuming, the lock and
 the summary are the local sweep's: only where a run trains changes. Every run
-trains inside executor.run_threads(threads) (one BLAS thread, `threads` of minits'), so its numbers
-are those of --executor local.
+trains inside tasks.one_blas_thread() (one BLAS thread; `threads` of its own), so its
+numbers are those of --executor local.
 
 Faults: a worker that dies loses only the run it was training; the scheduler gives
 that task to another worker (up to distributed.scheduler.allowed-failures times,
@@ -33,8 +33,16 @@ import dask
 from dask.base import tokenize
 from distributed import Client, Event, LocalCluster, as_completed, get_worker
 
-from . import executor
-from .executor import Outcome
+from .tasks import (
+    Outcome,
+    StopRequest,
+    blas_thread_env,
+    longest_first,
+    one_blas_thread,
+    report,
+    run_task,
+    signals,
+)
 
 STOP_POLL_SECONDS = 0.5  # a round trip of ~1 ms, twice a second
 PROGRESS_SECONDS = 1.0  # a worker event (no round trip) once a second
@@ -82,17 +90,17 @@ class _Progress:
 
 
 def run_on_worker(task, threads, name):
-    """One run on a Dask worker: executor.run_task inside executor.run_threads(threads).
+    """One run on a Dask worker: tasks.run_task inside tasks.one_blas_thread().
 
-    task: executor.Task. threads: minits' threads per run (None: leave them). name: the sweep's
+    task: tasks.Task. threads: the run's own threads. name: the sweep's
     distributed.Event (the stop flag) and the topic of its progress events.
     Returns (Outcome, [log lines of the run], iterations done and not yet reported):
     the lines go back with the result, for the client to print.
     """
     lines, progress = [], _Progress(name)
-    with executor.run_threads(threads):
-        outcome = executor.run_task(task, stop=_ClusterStop(name), progress=progress,
-                                    log=lines.append)
+    with one_blas_thread():
+        outcome = run_task(task, stop=_ClusterStop(name), progress=progress, log=lines.append,
+                           threads=threads)
     return outcome, lines, progress.pending
 
 
@@ -116,7 +124,7 @@ def absolute(task):
 
 
 @contextlib.contextmanager
-def connect(jobs, scheduler=None, threads=1):
+def connect(jobs, scheduler=None):
     """A Client of the cluster at `scheduler` (an address, e.g. tcp://host:8786), or of a
     new LocalCluster of `jobs` worker processes with one thread each (loopback only);
     its workers inherit BLAS variables set to one thread."""
@@ -129,7 +137,7 @@ def connect(jobs, scheduler=None, threads=1):
         with client:
             yield client
         return
-    with executor._blas_thread_env(threads), dask.config.set(GLIBC_MALLOC):
+    with blas_thread_env(), dask.config.set(GLIBC_MALLOC):
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None)
     try:
@@ -140,24 +148,25 @@ def connect(jobs, scheduler=None, threads=1):
 
 
 def run_tasks_dask(tasks, bar, jobs=1, scheduler=None, threads=1):
-    """Run `tasks` (list of executor.Task) on a Dask cluster; returns (outcomes, stopped).
+    """Run `tasks` (list of tasks.Task) on a Dask cluster; returns (outcomes, stopped).
 
     bar: the sweep's progress bar (update, write): it counts the iterations the
     workers report (worker events, once a second) and prints the runs' log lines.
     jobs: worker processes of the LocalCluster started when `scheduler`
-    is None. threads: BLAS threads per run (1: the numbers of --executor local).
+    is None. threads: each run's own threads (BLAS runs on one: the numbers of
+    --executor local).
     stopped is True when a stop was requested (Ctrl-C, SIGTERM) before the end.
     """
     stop = threading.Event()
-    with connect(jobs, scheduler, threads) as client:
+    with connect(jobs, scheduler) as client:
         name = f"minits-sweep-{tokenize(os.getpid(), time.time())}"
         stop_event = Event(name, client=client)
         client.subscribe_topic(name, lambda event: bar.update(event[1]))
         futures = {client.submit(run_on_worker, t, threads, name, key=task_key(t),
                                  pure=False): t
-                   for t in map(absolute, executor.longest_first(tasks))}
+                   for t in map(absolute, longest_first(tasks))}
         try:
-            with executor._signals(executor._StopRequest(stop, bar.write)):
+            with signals(StopRequest(stop, bar.write)):
                 outcomes = _collect(futures, stop, stop_event, bar)
         except KeyboardInterrupt:
             client.cancel(list(futures), force=True)
@@ -183,7 +192,7 @@ def _collect(futures, stop, stop_event, bar):
             continue
         for future in finished.next_batch(block=False):
             outcome = _outcome(future, futures[future], bar)
-            executor._report(outcome, bar)
+            report(outcome, bar)
             outcomes.append(outcome)
     return outcomes
 

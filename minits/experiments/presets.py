@@ -159,10 +159,12 @@ DEMO = {"dataset": "digits", "hidden": (32,), "etas": (0.01, 0.1), "seeds": 4,
         "iterations": 400, "eval_every": 25}
 
 
-def demo(seeds=None, iterations=None):
+def demo(seeds=None, iterations=None, **run):
     """The offline demonstration: traditional vs two-scale on scikit-learn's bundled
-    8x8 digits, an mlp [64, 32, 10], a few seeds, well under a minute on 2 cores."""
+    8x8 digits, an mlp [64, 32, 10], a few seeds, well under a minute on 2 cores.
+    run: further RunConfig fields of every run (impl, lr, ...)."""
     return compare(DEMO["dataset"], etas=DEMO["etas"], variants=("one-scale", "two-scale"),
                    seeds=seeds or DEMO["seeds"], iterations=iterations or DEMO["iterations"],
                    eval_every=DEMO["eval_every"], hidden=DEMO["hidden"], name="demo",
-                   title="Demo: traditional vs two-scale loss on the 8x8 digits (offline)")
+                   title="Demo: traditional vs two-scale loss on the 8x8 digits (offline)",
+                   **run)

@@ -17,7 +17,8 @@ import contextlib
 import json
 import os
 
-from ..training import atomic, checkpoint, results
+from .. import atomic
+from ..training import checkpoint, results
 
 CONFIG = "config.json"
 

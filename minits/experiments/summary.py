@@ -14,7 +14,8 @@ import os
 
 import numpy as np
 
-from ..training import atomic, results
+from .. import atomic
+from ..training import results
 from . import rundir
 
 BASELINE = "one-scale"
@@ -110,13 +111,12 @@ def _measures(result):
         hit = np.isclose(at, a)
         if hit.any():
             out[f"test_close_{a:g}"] = float(np.asarray(te["close_enough"])[hit][0])
-    # calibration (results files written before it have none: the columns stay empty)
+    # calibration, and the temperature baseline (T_A, T_B of the cross-fitting: their
+    # geometric mean)
     for name, key in (("test_ece", "ece"), ("test_mce", "mce"),
                       ("test_ece_temperature", "ece_temperature")):
-        if key in te:
-            out[name] = te[key]
-    if "temperature" in te:  # T_A, T_B of the cross-fitting: their geometric mean
-        out["temperature"] = float(np.exp(np.mean(np.log(te["temperature"]))))
+        out[name] = te[key]
+    out["temperature"] = float(np.exp(np.mean(np.log(te["temperature"]))))
     if "superclass_accuracy" in tr:
         out["train_superclass_acc"] = tr["superclass_accuracy"]
         out["test_superclass_acc"] = te["superclass_accuracy"]

@@ -11,9 +11,9 @@ import os
 import sys
 
 from .. import datasets
-from ..training import RunConfig
 from . import executor, rundir, summary
-from .executor import Task
+from .data import load_split
+from .tasks import Task
 
 
 @dataclasses.dataclass
@@ -40,8 +40,8 @@ def load_data(experiment, data_dir=None):
     data: an empty split, a batch larger than the training set, super-class
     measures asked of a data set without coarse labels.
     """
-    train_set = executor.load_split(experiment.dataset, "train", data_dir)
-    test_set = executor.load_split(experiment.dataset, "test", data_dir)
+    train_set = load_split(experiment.dataset, "train", data_dir)
+    test_set = load_split(experiment.dataset, "test", data_dir)
     check_data(experiment, train_set, test_set)
     stats = None
     if experiment.standardize == "channel":
@@ -89,8 +89,8 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
                    threads=1, executor_name="local", scheduler=None):
     """Run what is left of `experiment` in folder `out`; write config.json and the summary.
 
-    jobs: runs side by side in worker processes (1: in this process); threads: BLAS
-    threads per run (executor.run_tasks: 1 keeps the numbers independent of jobs).
+    jobs: runs side by side in worker processes (1: in this process); threads: each
+    run's own threads (executor.run_tasks; the numbers depend on neither).
     executor_name: 'local' or 'dask' (on the cluster at `scheduler`, an address, or a
     LocalCluster of `jobs` workers: dask_executor); `out` must be seen by every worker.
     Returns (Summary, stopped, outcomes): stopped is True when interrupted (Ctrl-C,
@@ -124,8 +124,7 @@ def report(out):
     configs = saved["configurations"]
     try:
         experiment = Experiment(**{**e, "variants": tuple(tuple(v) for v in e["variants"]),
-                                   "seeds": tuple(e["seeds"]),
-                                   "run": _saved_run(e["run"], configs)})
+                                   "seeds": tuple(e["seeds"])})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{os.path.join(out, rundir.CONFIG)} does not describe an "
                          f"experiment minits knows ({type(exc).__name__}: {exc})") from exc
@@ -133,16 +132,3 @@ def report(out):
     runs = experiment.runs(stats)
     groups, missing = summary.load_groups(out, runs)
     return summary.summarize(experiment, groups, missing)
-
-
-def _saved_run(run, configs):
-    """The shared run fields of a saved experiment, with the implementation and the
-    separation scale its runs used (RunConfig.from_dict knows those of older files)."""
-    saved = [RunConfig.from_dict(c) for c in configs]
-    run = dict(run)
-    if saved:
-        run.setdefault("impl", saved[0].impl)
-    separation = [c.separation_scale for c in saved if c.variant == "separation"]
-    if separation:
-        run.setdefault("separation_scale", separation[0])
-    return run

@@ -1,14 +1,13 @@
-"""The non-linearities: ReLU, Eq. (2), and softmax, Eq. (3).
+"""The non-linearities: ReLU, Eq. (2), and softmax, Eq. (3), with its logarithm.
 
-Plain implementation: relu_forward / relu_backward and softmax_forward /
-softmax_backward below. The fast ReLU, which ReLU runs under minits.use("fast"),
-is in minits/layers/fast_dense.py; Softmax has one implementation for both.
+relu_forward / relu_backward and softmax_forward / softmax_backward below, and the
+ReLU and Softmax layers that run them. softmax, log_softmax and logsumexp are those
+of all minits: the losses, the measures and the temperature baseline use them.
 """
 
 import numpy as np
 
 from .base import Layer
-from .fast_dense import fast_relu_backward, fast_relu_forward
 
 
 def relu_forward(x):
@@ -52,6 +51,43 @@ def softmax(x, axis=-1):
     return z
 
 
+def log_sum_exp_parts(z, axis=-1):
+    """The stable log-sum-exp in its three parts: m = max_j z_j, z - m, and
+    log sum_j exp(z_j - m), so that log sum_j exp(z_j) = m + log sum_j exp(z_j - m).
+
+    Subtracting the maximum first makes every exponent <= 0: no overflow at |z| ~ 1e4,
+    and the sum is >= 1 so its logarithm is finite. (Tiny terms may underflow to 0
+    inside the sum, which is the correctly rounded result.) The one log-sum-exp of
+    minits: log_softmax and logsumexp below are made of it.
+
+    Inputs:
+        z: any shape; axis: the axis of the K classes
+    Returns:
+        m, z - m, log sum: m and log sum keep the axis with length 1
+    """
+    m = np.max(z, axis=axis, keepdims=True)
+    shifted = z - m
+    return m, shifted, np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def log_softmax(z, axis=-1):
+    """log p_i = z_i - log sum_j exp(z_j), the logarithm of Eq. (3), computed stably.
+
+    Inputs:
+        z: any shape; axis: the axis of the K classes
+    Returns:
+        log p: shaped like z, same dtype, <= 0
+    """
+    _, shifted, log_sum = log_sum_exp_parts(z, axis)
+    return shifted - log_sum
+
+
+def logsumexp(z, axis=-1):
+    """log sum_j exp(z_j) along axis, computed stably. z: (..., K) -> (...)."""
+    m, _, log_sum = log_sum_exp_parts(z, axis)
+    return np.squeeze(m + log_sum, axis=axis)
+
+
 def softmax_forward(x):
     """p = softmax(x) along the last axis, Eq. (3). x: (N, K) -> p: (N, K); cache: p."""
     p = softmax(x)
@@ -72,52 +108,30 @@ def softmax_backward(dout, cache):
 
 
 class ReLU(Layer):
-    """ReLU layer: relu_forward / relu_backward. x, out, dout, dx all the same shape.
-
-    In a network, the fast Sequential runs a ReLU that is followed by a MaxPool2d
-    *after* the pooling (the two commute, see minits/layers/fast_sequential.py),
-    so there it sees a quarter of the data.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._cache = None
+    """ReLU layer: relu_forward / relu_backward. x, out, dout, dx all the same shape."""
 
     def forward(self, x):
         """x: any shape -> out = max(x, 0), the same shape."""
-        if self._start_forward() == "fast":
-            out, self._cache = fast_relu_forward(x)
-        else:
-            out, self._cache = relu_forward(x)
+        out, self._cache = relu_forward(x)
         return out
 
-    def backward(self, dout, input_grad=True):
-        """dout -> dx = dout * [x > 0], or None when input_grad=False."""
-        if self._forward_impl() == "fast":
-            return fast_relu_backward(dout, self._cache, input_grad)
-        dx = relu_backward(dout, self._cache)
-        return dx if input_grad else None
+    def backward(self, dout):
+        """dout -> dx = dout where x > 0, else 0."""
+        return relu_backward(dout, self._cached())
 
 
 class Softmax(Layer):
     """Probabilities along the last axis, Eq. (3): softmax_forward / softmax_backward.
 
-    Shapes: x (N, K) -> p (N, K) (any leading dimensions work). One implementation
-    serves both plain and fast: it has no speed lever. (The losses never call this
-    layer: they fuse softmax with the logarithm of Eq. (4).)
+    Shapes: x (N, K) -> p (N, K) (any leading dimensions work). (The losses never call
+    this layer: they fuse softmax with the logarithm of Eq. (4), log_softmax.)
     """
-
-    def __init__(self):
-        super().__init__()
-        self._cache = None
 
     def forward(self, x):
         """x: (N, K) -> p: (N, K)."""
-        self._start_forward()
         p, self._cache = softmax_forward(x)
         return p
 
-    def backward(self, dout, input_grad=True):
-        """dout: (N, K) -> dx: (N, K), or None when input_grad=False."""
-        self._forward_impl()  # refuses a backward without a forward
-        return softmax_backward(dout, self._cache) if input_grad else None
+    def backward(self, dout):
+        """dout: (N, K) -> dx: (N, K)."""
+        return softmax_backward(dout, self._cached())

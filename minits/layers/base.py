@@ -9,16 +9,12 @@ A layer is two functions and two dicts (CS231n style):
 layer has a bias) to arrays of equal shape. ``backward`` *overwrites* ``grads``;
 gradients never accumulate across calls, so there is no ``zero_grad``.
 
-Each layer class runs one of two implementations (minits.backend): the *plain*
-functions of its own module (``conv_forward`` / ``conv_backward`` in conv.py, ...),
-the ones to read, or the *fast* ones of the ``fast_*.py`` modules, which compute
-the same numbers. ``forward`` reads ``minits.backend.current_impl()`` and records
-it; ``backward`` uses the recorded one, so one step never mixes the two.
+Each layer class runs the functions of its own module (``conv_forward`` /
+``conv_backward`` in conv.py, ...), and nothing else: the code to read is the code
+that runs, and that a gradient check checks.
 """
 
 import numpy as np
-
-from ..backend import current_impl
 
 
 class Layer:
@@ -30,52 +26,26 @@ class Layer:
     def __init__(self):
         self.params = {}
         self.grads = {}
-        self._scratch = {}  # work arrays reused across calls, see scratch()
-        self._impl = None  # "plain" | "fast": the implementation of the last forward
+        self._cache = None  # what the last forward kept for backward
 
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dout, input_grad=True):
-        """dout: dL/d(out), same shape as forward's output.
-
-        input_grad=False returns None instead of dL/dx: the first parametrised layer
-        of a network never needs it. The fast implementation then skips computing it
-        (for a convolution the costliest product); the plain one computes and drops it.
-        """
+    def backward(self, dout):
+        """dout: dL/d(out), same shape as forward's output -> dL/dx, shaped like x."""
         raise NotImplementedError
 
     def __call__(self, x):
         return self.forward(x)
 
-    def _start_forward(self):
-        """Record the implementation this forward runs ("plain" | "fast") and return it."""
-        self._impl = current_impl()
-        return self._impl
-
-    def _forward_impl(self):
-        """The implementation of the last forward, which backward must use."""
-        if self._impl is None:
+    def _cached(self):
+        """What the last forward cached for backward; a RuntimeError before any forward."""
+        if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        return self._impl
+        return self._cache
 
     def __repr__(self):
         return f"{type(self).__name__}()"
-
-
-def scratch(layer, name, shape, dtype):
-    """A work array of the layer that is reused from call to call; contents undefined.
-    Used by the fast implementation only (fast_conv.py, fast_pool.py).
-
-    Reusing a large temporary saves NumPy the allocation and the operating system
-    the page faults of fresh memory on every step. Only for arrays that never leave
-    the layer (never an output): the same memory is overwritten at the next call.
-    A new array is made when the shape or dtype changes (the last, smaller batch).
-    """
-    a = layer._scratch.get(name)
-    if a is None or a.shape != tuple(shape) or a.dtype != dtype:
-        a = layer._scratch[name] = np.empty(shape, dtype)
-    return a
 
 
 def store_grads(layer, dW, db=None):
@@ -115,6 +85,13 @@ def gaussian(shape, fan_in, gain, dtype, rng):
         raise ValueError(f"gain must be positive, got {gain}")
     std = gain / np.sqrt(fan_in)
     return (as_rng(rng).standard_normal(shape) * std).astype(dtype)
+
+
+def check_integer(name, value, low):
+    """value, if it is an integer >= low (a bool is not); else a ValueError naming it."""
+    if isinstance(value, bool) or int(value) != value or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def check_input(layer, x, expected_ndim, what="x"):

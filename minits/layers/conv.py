@@ -1,13 +1,11 @@
 """2-D convolution, Eq. (1) with a Toeplitz-structured alpha (Sec. 2.1), via im2col.
 
-Plain implementation: conv_forward / conv_backward below. The fast one, which
-Conv2d runs under minits.use("fast"), is minits/layers/fast_conv.py.
+conv_forward / conv_backward below, and the Conv2d layer that runs them.
 """
 
 import numpy as np
 
-from .base import Layer, check_dtype, check_input, gaussian, store_grads
-from .fast_conv import fast_conv_backward, fast_conv_forward
+from .base import Layer, check_dtype, check_input, check_integer, gaussian, store_grads
 from .im2col import col2im, conv_output_size, im2col
 
 
@@ -72,32 +70,24 @@ class Conv2d(Layer):
     The output is handed out as a transposed view of a channel-first (F, N, Ho, Wo)
     array, the layout the product W2 @ cols comes out in; the next layer reads it
     either way.
-
-    block: used by the fast implementation only (minits/layers/fast_blocking.py):
-    how many horizontally neighbouring outputs one column serves; None chooses by
-    the layer's shape. Every b computes the same convolution (to rounding).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False,
-                 dtype=np.float32, rng=None, gain=1.0, block=None):
+                 dtype=np.float32, rng=None, gain=1.0):
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                                 ("padding", padding, 0),
-                                 ("block", 1 if block is None else block, 1)):
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ValueError(f"Conv2d {name} must be an integer >= {low}, got {value!r}")
+                                 ("padding", padding, 0)):
+            check_integer(f"Conv2d {name}", value, low)
         dtype = check_dtype(dtype)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
-        self.block = None if block is None else int(block)
         k = self.kernel_size
         shape = (out_channels, in_channels, k, k)
         self.params["W"] = gaussian(shape, in_channels * k * k, gain, dtype, rng)
         if bias:
             self.params["b"] = np.zeros(out_channels, dtype=dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self._cache = None
 
     def output_shape(self, input_shape):
         """(N, C, H, W) -> (N, F, Ho, Wo); a ValueError when the kernel does not fit."""
@@ -107,27 +97,26 @@ class Conv2d(Layer):
 
     def forward(self, x):
         """x: (N, C, H, W) -> out: (N, F, Ho, Wo)."""
+        self._check_input(x)
+        out, self._cache = conv_forward(x, self.params["W"], self.params.get("b"),
+                                        self.stride, self.padding)
+        return out
+
+    def backward(self, dout):
+        """dout: (N, F, Ho, Wo) -> dx: (N, C, H, W); fills grads["W"] (and "b")."""
+        check_input(self, dout, 4, "dout")
+        dx, dW, db = conv_backward(dout, self._cached())
+        store_grads(self, dW, db)
+        return dx
+
+    def _check_input(self, x):
+        """x must be (N, C, H, W) in the parameters' dtype, with the kernel fitting."""
         check_input(self, x, 4)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: x has {x.shape[1]} channels, expected {self.in_channels}")
         self.output_shape(x.shape)  # the kernel must fit the padded input
-        if self._start_forward() == "fast":
-            out, self._cache = fast_conv_forward(self, x)
-        else:
-            out, self._cache = conv_forward(x, self.params["W"], self.params.get("b"),
-                                            self.stride, self.padding)
-        return out
-
-    def backward(self, dout, input_grad=True):
-        """dout: (N, F, Ho, Wo) -> dx: (N, C, H, W), or None when input_grad=False."""
-        check_input(self, dout, 4, "dout")
-        if self._forward_impl() == "fast":
-            return fast_conv_backward(self, dout, self._cache, input_grad)
-        dx, dW, db = conv_backward(dout, self._cache)
-        store_grads(self, dW, db)
-        return dx if input_grad else None
 
     def __repr__(self):
-        block = "" if self.block is None else f", block={self.block}"
-        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={'b' in self.params}{block})")
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"bias={'b' in self.params})")

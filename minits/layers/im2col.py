@@ -19,7 +19,7 @@ it adds each offset's slice back where it came from; where windows overlap
 (s < k) a pixel receives several contributions.
 
 The fast convolution copies the same columns in two stages
-(minits/layers/fast_im2col.py).
+(minits/fast/im2col.py).
 """
 
 import numpy as np

@@ -1,13 +1,11 @@
 """Fully connected layer, Eq. (1): Y^{l+1} = alpha^{l+1} X^l.
 
-Plain implementation: linear_forward / linear_backward below. The fast one,
-which Linear runs under minits.use("fast"), is in minits/layers/fast_dense.py.
+linear_forward / linear_backward below, and the Linear layer that runs them.
 """
 
 import numpy as np
 
 from .base import Layer, check_dtype, check_input, gaussian, store_grads
-from .fast_dense import fast_linear_backward, fast_linear_forward
 
 
 def linear_forward(x, W, b=None):
@@ -62,27 +60,26 @@ class Linear(Layer):
         if bias:
             self.params["b"] = np.zeros(out_features, dtype=dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self._cache = None
 
     def forward(self, x):
         """x: (N, in_features) -> out: (N, out_features)."""
+        self._check_input(x)
+        out, self._cache = linear_forward(x, self.params["W"], self.params.get("b"))
+        return out
+
+    def backward(self, dout):
+        """dout: (N, out_features) -> dx: (N, in_features); fills grads["W"] (and "b")."""
+        check_input(self, dout, 2, "dout")
+        dx, dW, db = linear_backward(dout, self._cached())
+        store_grads(self, dW, db)
+        return dx
+
+    def _check_input(self, x):
+        """x must be (N, in_features) in the parameters' dtype."""
         check_input(self, x, 2)
         if x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: x has {x.shape[1]} features, expected {self.in_features}")
-        if self._start_forward() == "fast":
-            out, self._cache = fast_linear_forward(self, x)
-        else:
-            out, self._cache = linear_forward(x, self.params["W"], self.params.get("b"))
-        return out
-
-    def backward(self, dout, input_grad=True):
-        """dout: (N, out_features) -> dx: (N, in_features), or None when input_grad=False."""
-        check_input(self, dout, 2, "dout")
-        if self._forward_impl() == "fast":
-            return fast_linear_backward(self, dout, self._cache, input_grad)
-        dx, dW, db = linear_backward(dout, self._cache)
-        store_grads(self, dW, db)
-        return dx if input_grad else None
 
     def __repr__(self):
-        return f"Linear({self.in_features}, {self.out_features}, bias={'b' in self.params})"
+        return (f"{type(self).__name__}({self.in_features}, {self.out_features}, "
+                f"bias={'b' in self.params})")

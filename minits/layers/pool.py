@@ -1,13 +1,11 @@
 """Max pooling (Sec. 2.1: "taking the maximum of every 4 elements").
 
-Plain implementation: maxpool_forward / maxpool_backward below. The fast one,
-which MaxPool2d runs under minits.use("fast"), is minits/layers/fast_pool.py.
+maxpool_forward / maxpool_backward below, and the MaxPool2d layer that runs them.
 """
 
 import numpy as np
 
-from .base import Layer
-from .fast_pool import fast_maxpool_backward, fast_maxpool_forward
+from .base import Layer, check_integer
 from .im2col import conv_output_size
 
 
@@ -74,11 +72,8 @@ class MaxPool2d(Layer):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
         stride = kernel_size if stride is None else stride
-        for name, value in (("kernel_size", kernel_size), ("stride", stride)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"MaxPool2d {name} must be an integer >= 1, got {value!r}")
-        self.kernel_size, self.stride = int(kernel_size), int(stride)
-        self._cache = None
+        self.kernel_size = check_integer("MaxPool2d kernel_size", kernel_size, 1)
+        self.stride = check_integer("MaxPool2d stride", stride, 1)
 
     def output_shape(self, input_shape):
         """(N, C, H, W) -> (N, C, Ho, Wo); a ValueError when a window does not fit."""
@@ -88,21 +83,19 @@ class MaxPool2d(Layer):
 
     def forward(self, x):
         """x: (N, C, H, W) -> out: (N, C, Ho, Wo)."""
-        if x.ndim != 4:
-            raise ValueError(f"{self!r}: x must be (N, C, H, W), got shape {x.shape}")
-        self.output_shape(x.shape)  # a window must fit
-        if self._start_forward() == "fast":
-            out, self._cache = fast_maxpool_forward(self, x)
-        else:
-            out, self._cache = maxpool_forward(x, self.kernel_size, self.stride)
+        self._check_input(x)
+        out, self._cache = maxpool_forward(x, self.kernel_size, self.stride)
         return out
 
-    def backward(self, dout, input_grad=True):
-        """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W), or None when input_grad=False."""
-        if self._forward_impl() == "fast":
-            return fast_maxpool_backward(self, dout, self._cache, input_grad)
-        dx = maxpool_backward(dout, self._cache)
-        return dx if input_grad else None
+    def backward(self, dout):
+        """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W)."""
+        return maxpool_backward(dout, self._cached())
+
+    def _check_input(self, x):
+        """x must be (N, C, H, W), with a window fitting."""
+        if x.ndim != 4:
+            raise ValueError(f"{self!r}: x must be (N, C, H, W), got shape {x.shape}")
+        self.output_shape(x.shape)
 
     def __repr__(self):
-        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride})"

@@ -1,4 +1,4 @@
-"""What every loss shares: stable log-softmax, input checks, the reduction, the
+"""What every loss shares: input checks, the reduction, the
 branch split of Eq. (13), diagnostics, and the Loss protocol.
 
 A loss is a small object with its value and its gradient side by side
@@ -15,6 +15,10 @@ Per-object objectives -- the functions ``f(z, y) -> (values, dz)`` used on logit
 z -- live beside their equation: cross_entropy (Eq. (4)), truncated (Eq. (12)),
 mse_probabilities. Each returns per-object values (N,) and dvalues/dz (N, K),
 the gradient of the *sum* of the values.
+
+Logits that are not finite (a diverged network) are not an error here: they give a
+NaN or inf loss, as in PyTorch, and the training loop stops such a run itself
+(docs/decisions.md#D17).
 """
 
 import math
@@ -22,28 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import current_impl
-from ..layers import softmax
-
 REDUCTIONS = ("mean", "none")
 
 
-def log_softmax(z):
-    """log p_i = z_i - log sum_j exp(z_j), computed stably along the last axis.
-
-    z: (N, K) -> (N, K), same dtype. Subtracting the row maximum first makes
-    every exponent <= 0: no overflow at |z| ~ 1e4, and the sum is >= 1 so its
-    logarithm is finite. (Tiny probabilities may underflow to 0 inside the sum,
-    which is the correctly rounded result.)
-    """
-    shifted = z - np.max(z, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-
-
-def check_logits_labels(z, y, what="logits", finite=True):
-    """Validate z (N, K) float and y (N,) integer labels in [0, K); return y as intp.
-
-    finite=True also refuses NaN or inf in z (see Loss.check_finite)."""
+def check_logits_labels(z, y, what="logits"):
+    """Validate z (N, K) float and y (N,) integer labels in [0, K); return y as intp."""
     if not isinstance(z, np.ndarray) or z.ndim != 2:
         raise ValueError(f"{what} must be a 2-D array (N, K), got "
                          f"{getattr(z, 'shape', type(z).__name__)}")
@@ -54,11 +41,6 @@ def check_logits_labels(z, y, what="logits", finite=True):
         raise ValueError(f"{what} hold no objects (N = 0): a batch needs at least one")
     if K < 2:
         raise ValueError(f"{what} must have at least 2 classes (K >= 2), got K = {K}")
-    if finite and not np.isfinite(z).all():  # a NaN would flow silently into every gradient
-        rows = np.flatnonzero(~np.isfinite(z).all(axis=1))
-        raise ValueError(f"{what} hold NaN or inf in rows {rows[:10].tolist()}"
-                         f"{' ...' if len(rows) > 10 else ''}: check the input batch and "
-                         "the model's parameters")
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != N:
         raise ValueError(f"y must be a 1-D array of {N} labels (one per row of {what}), "
@@ -128,15 +110,15 @@ class Diagnostics:
     correct: bool, the test-time classifier's prediction is right, delta > 0 of
         the test-time logits (Eq. (11) on the batch)
     values: per-object losses
-    R: scale_R(model) when the batch was seen (None for losses on raw logits)
-    scales: the scales used, e.g. {"R1": ..., "R2": ...}
+    R_alpha: R(alpha) of Eq. (9) when the batch was seen (None for losses on raw logits)
+    scales: the loss's scales used, e.g. {"R1": ..., "R2": ...}
     """
 
     confidence: np.ndarray
     second: np.ndarray
     correct: np.ndarray
     values: np.ndarray
-    R: float = None
+    R_alpha: float = None
     scales: dict = field(default_factory=dict)
 
     @property
@@ -161,26 +143,11 @@ class Loss:
                 scales, filled by backward (empty when none is trainable)
         reduction: "mean" (Eq. (5) on the batch; required for backward) or "none"
         last: Diagnostics of the last forward, or None
-        check_finite: True (default) -> forward raises ValueError on NaN or inf
-                logits. A training loop that watches for divergence itself (and
-                reports it, docs/decisions.md#D17) sets it to False so that a diverged
-                run ends with NaN measures instead of an exception.
-        check_unchanged: True (default) -> backward raises RuntimeError when the
-                model's parameters changed after forward (the losses on alpha_hat
-                keep a copy of alpha and compare it, every step). A training loop
-                that always calls backward right after forward sets it to False;
-                only the fast implementation then skips the copy (the plain one
-                always checks).
 
-    Two implementations (minits.backend): a subclass writes ``_forward_plain`` and
-    ``_backward_plain`` -- the paper's equations top to bottom, the code to read -- and
-    takes ``_forward_fast`` / ``_backward_fast`` from a fast_*.py module, which must give
-    the same numbers. ``forward`` runs the implementation current when it is called and
-    ``backward`` the one of its forward.
+    A subclass writes ``forward`` -- the paper's equations top to bottom -- and
+    ``backward``, which follows the last forward: run nothing through the model in
+    between, and leave its parameters as they are.
     """
-
-    check_finite = True
-    check_unchanged = True
 
     def __init__(self, reduction="mean"):
         self.reduction = check_reduction(reduction)
@@ -188,36 +155,16 @@ class Loss:
         self.grads = {}
         self.last = None
         self._model = None
-        self._impl = None  # "plain" | "fast": the implementation of the last forward
 
     def forward(self, model, x, y):
         """model; x: its input (N, ...); y: labels (N,) -> the batch loss (float, Eq. (5)),
         or the per-object values (N,) with reduction="none"."""
-        self._impl = current_impl()
-        if self._impl == "fast":
-            return self._forward_fast(model, x, y)
-        return self._forward_plain(model, x, y)
+        raise NotImplementedError
 
     def backward(self):
         """Fills every linear layer's .grads with d(batch mean)/dalpha and self.grads
         with the trainable scales' derivatives; follows the last forward."""
-        self._check_backward()
-        if self._impl == "fast":
-            self._backward_fast()
-        else:
-            self._backward_plain()
-
-    def _forward_plain(self, model, x, y):
         raise NotImplementedError
-
-    def _forward_fast(self, model, x, y):
-        return self._forward_plain(model, x, y)  # a loss without a fast version
-
-    def _backward_plain(self):
-        raise NotImplementedError
-
-    def _backward_fast(self):
-        self._backward_plain()
 
     def predict_proba(self, model, x):
         raise NotImplementedError
@@ -230,9 +177,8 @@ class Loss:
     def predictor(self, model, logits=False):
         """A function for evaluating a whole data set chunk by chunk with `model` as it
         is now: x (n, ...) -> predict_proba(model, x) (n, K), or with logits=True the
-        pair predict_proba_and_logits(model, x). Losses whose test-time probabilities
-        depend on the parameters through a number (R(alpha), a scale) compute it once
-        here instead of once per chunk; the model must not change while it is in use."""
+        pair predict_proba_and_logits(model, x). The model must not change while it is
+        in use."""
         if logits:
             return lambda x: self.predict_proba_and_logits(model, x)
         return lambda x: self.predict_proba(model, x)
@@ -252,12 +198,18 @@ class Loss:
 
     def nonpositive_scales(self):
         """Names of the scales that are <= 0 or not finite: training must report them."""
-        return [name for name, v in self.params.items()
-                if v is not None and not (math.isfinite(v) and v > 0)]
+        return nonpositive(self.params)
 
     def __repr__(self):
         return f"{type(self).__name__}()"
 
 
-__all__ = ["Diagnostics", "Loss", "check_logits_labels", "log_softmax", "reduce",
-           "second_branch", "softmax"]
+def nonpositive(scales):
+    """Names of the scales (name -> float or None) that are <= 0 or not finite; None
+    (a scale set at the first forward, not yet known) is not one of them."""
+    return [name for name, v in scales.items()
+            if v is not None and not (math.isfinite(v) and v > 0)]
+
+
+__all__ = ["Diagnostics", "Loss", "check_logits_labels", "nonpositive", "reduce",
+           "second_branch"]

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from ..layers import log_softmax, softmax
 from ..scale import confidence
-from . import fast_objectives
-from .base import Diagnostics, Loss, check_logits_labels, log_softmax, reduce, softmax
+from .base import Diagnostics, Loss, check_logits_labels, reduce
 
 
 def cross_entropy(z, y):
@@ -31,20 +31,21 @@ class CrossEntropy(Loss):
     predict_proba(model, x) = softmax(X) (docs/decisions.md#D12).
     """
 
-    objective = staticmethod(cross_entropy)
-    _fast_objective = staticmethod(fast_objectives.fast_cross_entropy)
+    def objective(self, z, y):
+        """The per-object loss on the logits: Eq. (4). -> values (N,), dz (N, K)."""
+        return cross_entropy(z, y)
 
     def _second(self, X, y):
         """Which objects took the second case of the equation: Eq. (4) has one case."""
         return np.zeros(len(y), dtype=bool)
 
-    def _forward_plain(self, model, x, y):
+    def forward(self, model, x, y):
         """Eq. (4) per object on the raw logits X = X(alpha, s) (N, K), Eq. (5) on the batch.
 
         model; x (N, ...); y (N,) -> the batch mean (float), or the values (N,).
         """
         X = model.forward(x)
-        y = check_logits_labels(X, y, finite=self.check_finite)
+        y = check_logits_labels(X, y)
         values, dX = self.objective(X, y)
         delta = confidence(X, y)
         self.last = Diagnostics(confidence=delta, second=self._second(X, y), correct=delta > 0,
@@ -52,11 +53,10 @@ class CrossEntropy(Loss):
         self._model, self._dX = model, dX / len(y)  # the gradient of the mean, Eq. (5)
         return reduce(values, self.reduction)
 
-    _forward_fast = fast_objectives.cross_entropy_forward
-
-    def _backward_plain(self):
+    def backward(self):
         """Backprop of d(batch mean)/dX through the network at alpha: every layer's grads."""
-        self._model.backward(self._dX, input_grad=False)
+        self._check_backward()
+        self._model.backward(self._dX)
 
     def predict_proba(self, model, x):
         """Test-time probabilities softmax(X(alpha, s)) (N, K); never uses labels."""

@@ -8,7 +8,7 @@ generic two-scale wrapper (end of Sec. 2.3).
 
 import numpy as np
 
-from .base import softmax
+from ..layers import softmax
 
 
 def mse_probabilities(z, y):

@@ -23,13 +23,11 @@ on each object of the second case it is R times Eq. (15) at scale Rs R, which is
 """
 
 from ..scale import scale_R
-from . import fast_normalized
 from .base import check_logits_labels, check_scale, second_branch
 from .normalized import NormalizedLoss
 from .two_scale import two_scale_value_and_grad
 
 SCALE_MODES = ("fixed", "trained", "live")
-R_ALIASES = {"live": "live", "frozen": "fixed"}  # the keyword R= of earlier versions
 
 
 def separation_value_and_grad(X_hat, y, R, Rs, second):
@@ -44,17 +42,8 @@ def separation_value_and_grad(X_hat, y, R, Rs, second):
     return values, dX_hat, R * dR2, dR1 + Rs * dR2
 
 
-def check_scale_mode(scale, R):
-    """The reading of R from scale= or from the older R= ("live" | "frozen"). -> str."""
-    if scale is not None and R is not None:
-        raise ValueError(f"give scale= or its older alias R=, not both (got scale={scale!r}, "
-                         f"R={R!r})")
-    if R is not None:
-        if R not in R_ALIASES:
-            raise ValueError(f"R must be one of {tuple(R_ALIASES)} (the older alias of scale="
-                             f"{SCALE_MODES}), got {R!r}")
-        return R_ALIASES[R]
-    scale = "fixed" if scale is None else scale
+def check_scale_mode(scale):
+    """The reading of R (docs/decisions.md#D11): "fixed", "trained" or "live". -> str."""
     if scale not in SCALE_MODES:
         raise ValueError(f"scale must be one of {SCALE_MODES}, got {scale!r}")
     return scale
@@ -68,7 +57,6 @@ class TwoScaleSeparation(NormalizedLoss):
         scale: "fixed" (default) | "trained" | "live", the reading of R (module docstring)
         confidence: "raw" | "normalized" | "scaled" (delta of R X_hat); normalized.py
         reduction: "mean" | "none"
-        R: the older name of scale: "live", or "frozen" for "fixed"
         R0: the value R starts from ("fixed", "trained"); None -> R(alpha^0) at the
             first forward. Not with "live".
     params: {"R", "Rs"} ("fixed", "trained") or {"Rs"} ("live"), Python floats.
@@ -77,10 +65,10 @@ class TwoScaleSeparation(NormalizedLoss):
     loss.last.second marks the objects of the Rs R case; loss.last.scales = {"R", "Rs"}.
     """
 
-    def __init__(self, eta, Rs=10.0, scale=None, confidence="raw", reduction="mean", *,
-                 R=None, R0=None):
+    def __init__(self, eta, Rs=10.0, scale="fixed", confidence="raw", reduction="mean", *,
+                 R0=None):
         super().__init__(eta, confidence, reduction)
-        self.scale = check_scale_mode(scale, R)
+        self.scale = check_scale_mode(scale)
         if self.scale == "live" and R0 is not None:
             raise ValueError("R0 is the starting value of a fixed or trained R; with "
                              "scale='live' R is R(alpha)")
@@ -97,7 +85,7 @@ class TwoScaleSeparation(NormalizedLoss):
         """R of Eq. (17): R(alpha) when live, else the scale in params. -> float."""
         return R_alpha if self.scale == "live" else float(self.params["R"])
 
-    def _forward_plain(self, model, x, y):
+    def forward(self, model, x, y):
         """Eq. (17) on a batch, in the paper's order: R of the reading
         (docs/decisions.md#D11), X_hat and R(alpha) (Eq. (8)-(9)), the confidence, the
         split, the cross-entropy at R X_hat or Rs R X_hat with its gradients (Eq. (17),
@@ -107,37 +95,40 @@ class TwoScaleSeparation(NormalizedLoss):
         values (N,) with reduction="none". backward() then gives the gradients.
         """
         self._init_scales(model)  # R = R(alpha^0) unless live (docs/decisions.md#D11)
-        X_hat, R_alpha = self._normalize(model, x)  # Eq. (8)-(9)
+        X, X_hat, R_alpha = self._logits(model, x)  # Eq. (8)-(9)
         R, Rs = self._R(R_alpha), float(self.params["Rs"])
-        y = check_logits_labels(X_hat, y, finite=self.check_finite)
-        delta = self._confidence(model, x, y, X_hat, scaled=R)
+        y = check_logits_labels(X_hat, y)
+        delta = self._confidence(X, X_hat, y, R_test=R)
         second = second_branch(delta, self.eta)  # Eq. (17): the Rs R case where delta >= eta
         # Eq. (13) with R1 = R, R2 = Rs R; dRs, dR by the chain rule and Eq. (15)
-        values, dX_hat, dRs, dR = separation_value_and_grad(X_hat, y, R, Rs, second)
+        values, dX_hat, dRs, dR = self._value_and_grad(X_hat, y, R, Rs, second)
         self._dRs, self._dR = dRs, dR
         return self._record(model, X_hat, y, values, dX_hat, delta, second, R,
                             {"R": R, "Rs": Rs})
 
-    _forward_fast = fast_normalized.separation_forward
+    def _value_and_grad(self, X_hat, y, R, Rs, second):
+        """Eq. (17) per object: values, dX_hat, dRs, dR (separation_value_and_grad)."""
+        return separation_value_and_grad(X_hat, y, R, Rs, second)
 
-    def _backward_plain(self):
+    def backward(self):
         """dL/dalpha into the model's grads (docs/decisions.md#D7) -- with the explicit
         dL/dR when R = R(alpha) is live -- and Eq. (18)'s dL/dRs (and dL/dR) into grads."""
-        N = len(self._dX)
+        self._check_backward()
+        N = len(self._dX_hat)
         live = self.scale == "live"
-        self._norm.backward(self._dX, dL_dR=self._dR / N if live else 0.0)
+        self._norm.backward(self._dX_hat, dL_dR=self._dR / N if live else 0.0)
         self.grads = {"Rs": self._dRs / N}
         if self.scale == "trained":
             self.grads["R"] = self._dR / N
 
-    def _test_scale(self, model, R=None):
+    def R_test(self, model, R_alpha=None):
         """R of the test-time probabilities softmax(R X_hat) (docs/decisions.md#D12);
-        R: R(alpha) when the caller has it."""
+        R_alpha: R(alpha) when the caller has it."""
         if self.scale == "live":
-            return scale_R(model) if R is None else R
+            return scale_R(model) if R_alpha is None else R_alpha
         self._init_scales(model)
         return float(self.params["R"])
 
     def __repr__(self):
-        return (f"TwoScaleSeparation(eta={self.eta}, Rs={self.params['Rs']}, "
+        return (f"{type(self).__name__}(eta={self.eta}, Rs={self.params['Rs']}, "
                 f"scale={self.scale!r}, confidence={self.confidence!r})")

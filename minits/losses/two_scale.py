@@ -12,85 +12,89 @@ fixed=True they are constants, Eq. (16). OneScale is Eq. (13) with R2 replaced b
 
 dL/dR_k is computed by Eq. (15), as the paper writes it; it equals the
 general formula sum_i p_i X_hat_i - X_hat_{i(s)} with p = softmax(R_k X_hat)
-(docs/decisions.md#D6).
+(docs/decisions.md#D6). R_k always names the scale of the case an object takes:
+one number per object, R1 or R2.
 """
+
+import math
 
 import numpy as np
 
+from ..layers import softmax
 from ..scale import scale_R
-from . import fast_normalized
-from .base import check_logits_labels, check_scale, second_branch, softmax
+from .base import check_logits_labels, check_scale, second_branch
 from .cross_entropy import cross_entropy
-from .fast_objectives import fast_cross_entropy, fast_dL_dR_eq15_terms
 from .normalized import NormalizedLoss
 
 
-def dL_dR_eq15(X_hat, y, R):
-    """Eq. (15): the derivative of Eq. (13)'s case with scale R with respect to R, per object.
+def dL_dR_eq15(X_hat, y, R_k):
+    """Eq. (15): the derivative of Eq. (13)'s case with scale R_k with respect to R_k,
+    per object.
 
-        dL/dR = sum_{i != i(s)} d_i exp(R d_i) / (1 + sum_{i != i(s)} exp(R d_i)),
+        dL/dR_k = sum_{i != i(s)} d_i exp(R_k d_i) / (1 + sum_{i != i(s)} exp(R_k d_i)),
         d_i = X_hat_i - X_hat_{i(s)}
 
-    Inputs:  X_hat (N, K); y (N,); R: a scale, or one scale per object (N,)
+    Inputs:  X_hat (N, K); y (N,); R_k: a scale, or one scale per object (N,)
     Returns: (N,), dtype of X_hat.
-    Numerator and denominator are both multiplied by exp(-m), m = max(0, max_i R d_i),
+    Numerator and denominator are both multiplied by exp(-m), m = max(0, max_i R_k d_i),
     so that every exponential has a non-positive argument (no overflow at |R d| ~ 1e4).
     """
     rows = np.arange(X_hat.shape[0])
     d = X_hat - X_hat[rows, y][:, None]
-    R = np.asarray(R, dtype=X_hat.dtype)
-    a = (R[:, None] if R.ndim == 1 else R) * d
+    R_k = np.asarray(R_k, dtype=X_hat.dtype)
+    a = (R_k[:, None] if R_k.ndim == 1 else R_k) * d
     a[rows, y] = -np.inf  # the sums run over i != i(s); exp(-inf) = 0
     m = np.maximum(np.max(a, axis=1), 0)
     e = np.exp(a - m[:, None])
     return np.sum(d * e, axis=1) / (np.exp(-m) + np.sum(e, axis=1))
 
 
-def dL_dR_general(X_hat, y, R):
-    """sum_i p_i X_hat_i - X_hat_{i(s)}, p = softmax(R X_hat) (docs/decisions.md#D6).
+def dL_dR_general(X_hat, y, R_k):
+    """sum_i p_i X_hat_i - X_hat_{i(s)}, p = softmax(R_k X_hat) (docs/decisions.md#D6).
 
-    The chain rule through z = R X_hat of the cross-entropy gradient p - e_{i(s)}.
+    The chain rule through z = R_k X_hat of the cross-entropy gradient p - e_{i(s)}.
     Inputs as dL_dR_eq15; returns (N,).
     """
-    R = np.asarray(R, dtype=X_hat.dtype)
-    p = softmax((R[:, None] if R.ndim == 1 else R) * X_hat)
+    R_k = np.asarray(R_k, dtype=X_hat.dtype)
+    p = softmax((R_k[:, None] if R_k.ndim == 1 else R_k) * X_hat)
     return np.sum(p * X_hat, axis=1) - X_hat[np.arange(X_hat.shape[0]), y]
 
 
-def dL_dR_chain(X_hat, y, scale, dz):
-    """dL/dR of any per-object objective at z = R X_hat: sum_i dz_i X_hat_i. -> (N,)."""
-    return np.sum(dz * X_hat, axis=1)
+def at_scales(objective, X_hat, y, R1, R2, second):
+    """A per-object objective f(z, y) -> (values, dz) at the logits z = R_k X_hat of
+    Eq. (13), R_k = R1 in the first case and R2 in the second.
+
+    Inputs:  X_hat (N, K); y (N,); R1, R2 floats; second (N,) bool (delta >= eta)
+    Returns: R_k (N,), dtype of X_hat; values (N,); dz = d(sum values)/dz (N, K);
+             dX_hat = d(sum values)/dX_hat = R_k dz (N, K)
+    """
+    R_k = np.where(second, R2, R1).astype(X_hat.dtype)
+    values, dz = objective(X_hat * R_k[:, None], y)
+    return R_k, values, dz, dz * R_k[:, None]
 
 
-def _dL_dR_eq15(X_hat, y, scale, dz):
-    """Eq. (15) in the form two_scale_value_and_grad calls: -> (N,)."""
-    return dL_dR_eq15(X_hat, y, scale)
+def sum_per_case(s, second):
+    """(sum of s over the first case, sum over the second case), in float64 -> two floats:
+    the batch's d/dR1 and d/dR2 from the per-object d/dR_k."""
+    return float(np.sum(s[~second], dtype=np.float64)), float(np.sum(s[second], dtype=np.float64))
 
 
-def two_scale_value_and_grad(X_hat, y, R1, R2, second, objective=cross_entropy,
-                             dL_dR=_dL_dR_eq15):
+def two_scale_value_and_grad(X_hat, y, R1, R2, second, fixed=False):
     """Eq. (13) on given normalised logits, per object, with its gradients.
 
     Inputs:
         X_hat: normalised logits (N, K); y: labels (N,)
         R1, R2: the two scales (floats)
         second: (N,) bool, True where the object takes the R2 case (delta >= eta)
-        objective: per-object loss on logits f(z, y) -> (values (N,), dz (N, K));
-            cross-entropy gives Eq. (13), others the generic two-scale form
-        dL_dR: per-object dL/dR_k, f(X_hat, y, scale (N,), dz) -> (N,); default
-            Eq. (15); None skips it (fixed scales, Eq. (16))
+        fixed: the scales are constants (Eq. (16)): no derivative in them
     Returns:
         values (N,); dX_hat = d(sum values)/dX_hat (N, K), dtype of X_hat;
-        dR1, dR2 = d(sum values)/dR1, /dR2 (floats; None when dL_dR is None)
+        dR1, dR2 = d(sum values)/dR1, /dR2 by Eq. (15) (floats; None when fixed)
     """
-    scale = np.where(second, R2, R1).astype(X_hat.dtype)  # R_k of each object
-    values, dz = objective(X_hat * scale[:, None], y)  # L at z = R_k X_hat, dL/dz
-    dX_hat = dz * scale[:, None]
-    if dL_dR is None:
+    R_k, values, _, dX_hat = at_scales(cross_entropy, X_hat, y, R1, R2, second)
+    if fixed:
         return values, dX_hat, None, None
-    s = dL_dR(X_hat, y, scale, dz)  # dL/dR_k of each object, Eq. (15)
-    dR1 = float(np.sum(s[~second], dtype=np.float64))
-    dR2 = float(np.sum(s[second], dtype=np.float64))
+    dR1, dR2 = sum_per_case(dL_dR_eq15(X_hat, y, R_k), second)
     return values, dX_hat, dR1, dR2
 
 
@@ -111,11 +115,6 @@ class TwoScale(NormalizedLoss):
     loss.last.second marks the objects of the R2 case.
     """
 
-    objective = staticmethod(cross_entropy)
-    _dL_dR = staticmethod(_dL_dR_eq15)
-    _fast_objective = staticmethod(fast_cross_entropy)
-    _fast_dL_dR = staticmethod(fast_dL_dR_eq15_terms)
-
     def __init__(self, eta, R1=None, R2=None, confidence="raw", fixed=False, reduction="mean"):
         super().__init__(eta, confidence, reduction)
         self.params = {"R1": check_scale(R1, "R1"), "R2": check_scale(R2, "R2")}
@@ -125,75 +124,84 @@ class TwoScale(NormalizedLoss):
         """R1 = R(alpha^0), R2 = 10 R1 for scales not given (Sec. 3.2, Sec. 3.4)."""
         if self.params["R1"] is None:
             self.params["R1"] = scale_R(model)
-        if "R2" in self.params and self.params["R2"] is None:
+        if self.params["R2"] is None:
             self.params["R2"] = 10.0 * self.params["R1"]
 
-    def _scales(self):
+    def _R1_R2(self):
         # float(): a scale stored as a NumPy scalar or 0-d array would upcast float32 logits
         return float(self.params["R1"]), float(self.params["R2"])
 
-    def _forward_plain(self, model, x, y):
-        """Eq. (13) on a batch, in the paper's order: the scales (Sec. 3.2), X_hat and R
-        (Eq. (8)-(9)), the confidence (Sec. 2.2), the split (Eq. (13)), the cross-entropy
-        at R_k X_hat with its gradients (Eq. (13), (15)), the diagnostics.
+    def forward(self, model, x, y):
+        """Eq. (13) on a batch, in the paper's order: the scales (Sec. 3.2), the logits X
+        and X_hat, R (Eq. (8)-(9)), the confidence (Sec. 2.2), the split (Eq. (13)), the
+        cross-entropy at R_k X_hat with its gradients (Eq. (13), (15)), the diagnostics.
 
         model; x: its input (N, ...); y: labels (N,) -> the batch mean (Eq. (5)), or the
         values (N,) with reduction="none". backward() then gives the gradients.
         """
         self._init_scales(model)  # R1 = R(alpha^0), R2 = 10 R1 (Sec. 3.2)
-        R1, R2 = self._scales()
-        X_hat, R = self._normalize(model, x)  # Eq. (8)-(9)
-        y = check_logits_labels(X_hat, y, finite=self.check_finite)
-        delta = self._confidence(model, x, y, X_hat, scaled=R1)
+        R1, R2 = self._R1_R2()
+        X, X_hat, _ = self._logits(model, x)  # Eq. (8)-(9)
+        y = check_logits_labels(X_hat, y)
+        delta = self._confidence(X, X_hat, y, R_test=R1)
         second = second_branch(delta, self.eta)  # Eq. (13): the R2 case where delta >= eta
-        # cross-entropy at R_k X_hat, its gradient, dL/dR_k by Eq. (15) (none for Eq. (16))
-        values, dX_hat, dR1, dR2 = two_scale_value_and_grad(
-            X_hat, y, R1, R2, second, self.objective, None if self.fixed else self._dL_dR)
+        # the loss at R_k X_hat, its gradient, dL/dR_k by Eq. (15) (none for Eq. (16))
+        values, dX_hat, dR1, dR2 = self._value_and_grad(X_hat, y, R1, R2, second)
         self._dR = (dR1, dR2)
         return self._record(model, X_hat, y, values, dX_hat, delta, second, R1,
                             dict(self.params))
 
-    _forward_fast = fast_normalized.two_scale_forward
+    def _value_and_grad(self, X_hat, y, R1, R2, second):
+        """Eq. (13) per object: values, dX_hat, dR1, dR2 (two_scale_value_and_grad)."""
+        return two_scale_value_and_grad(X_hat, y, R1, R2, second, fixed=self.fixed)
 
-    def _backward_plain(self):
+    def backward(self):
         """dL/dalpha through alpha_hat (docs/decisions.md#D7) into the model's grads;
         the scales' batch-mean derivatives into self.grads (Eq. (14)), none when fixed."""
-        self._norm.backward(self._dX)
-        self.grads = {} if self.fixed else self._scale_grads(*self._dR, len(self._dX))
+        self._check_backward()
+        self._norm.backward(self._dX_hat)
+        self.grads = {} if self.fixed else self._scale_grads(*self._dR, len(self._dX_hat))
 
     def _scale_grads(self, dR1, dR2, N):
         return {"R1": dR1 / N, "R2": dR2 / N}
 
-    def _test_scale(self, model, R=None):
+    def R_test(self, model, R_alpha=None):
         """The scale of the test-time probabilities softmax(R1 X_hat) (Sec. 3.2)."""
         self._init_scales(model)
-        return self._scales()[0]
+        return self._R1_R2()[0]
 
     def __repr__(self):
         return (f"{type(self).__name__}(eta={self.eta}, R1={self.params['R1']}, "
-                f"R2={self.params.get('R2')}, confidence={self.confidence!r}, "
-                f"fixed={self.fixed})")
+                f"R2={self.params['R2']}, confidence={self.confidence!r}, fixed={self.fixed})")
 
 
 class OneScale(TwoScale):
     """The paper's "traditional" loss: Eq. (13) with R2 replaced by R1 (Sec. 3.2).
 
     Cross-entropy of softmax(R1 X_hat) with one trainable scale R1 (= R(alpha^0)
-    when None). It runs the same code as TwoScale with eta = inf, so that
-    TwoScale with a huge eta (no object in the R2 case) follows the same
-    floating-point arithmetic step for step (Sec. 3.3: eta = 100 "identical on
-    every batch"). params {"R1"}; grads {"R1"}.
+    when None). It is TwoScale with R2 := R1 and no object in the second case
+    (eta = inf), so that TwoScale with a huge eta follows the same floating-point
+    arithmetic step for step (Sec. 3.3: eta = 100 "identical on every batch").
+    params {"R1"}; grads {"R1"}.
     """
 
     def __init__(self, R1=None, confidence="raw", fixed=False, reduction="mean"):
-        super().__init__(np.inf, R1=R1, confidence=confidence, fixed=fixed, reduction=reduction)
-        del self.params["R2"]
+        # not TwoScale.__init__: this loss has one scale, not two
+        NormalizedLoss.__init__(self, math.inf, confidence, reduction)
+        self.params = {"R1": check_scale(R1, "R1")}
+        self.fixed = bool(fixed)
 
-    def _scales(self):
-        return float(self.params["R1"]), float(self.params["R1"])
+    def _init_scales(self, model):
+        """R1 = R(alpha^0) when not given (Sec. 3.2)."""
+        if self.params["R1"] is None:
+            self.params["R1"] = scale_R(model)
+
+    def _R1_R2(self):
+        R1 = float(self.params["R1"])
+        return R1, R1  # R2 := R1
 
     def _scale_grads(self, dR1, dR2, N):
         return {"R1": (dR1 + dR2) / N}  # R2 is R1: both cases contribute
 
     def __repr__(self):
-        return f"OneScale(R1={self.params['R1']}, fixed={self.fixed})"
+        return f"{type(self).__name__}(R1={self.params['R1']}, fixed={self.fixed})"

@@ -13,13 +13,34 @@ The scales' gradients come from the chain rule: dL/dR_k = sum_i dz_i X_hat_i.
 
 from functools import partial
 
+import numpy as np
+
 from .cross_entropy import cross_entropy
-from .fast_objectives import fast_cross_entropy
 from .mse import mse_probabilities
 from .truncated import check_k, truncated
-from .two_scale import TwoScale, dL_dR_chain
+from .two_scale import TwoScale, at_scales, sum_per_case
 
 OBJECTIVES = {"cross_entropy": cross_entropy, "mse": mse_probabilities, "truncated": truncated}
+
+
+def dL_dR_chain(X_hat, dz):
+    """dL/dR_k of any per-object objective at z = R_k X_hat: sum_i dz_i X_hat_i.
+
+    X_hat, dz = dL/dz: (N, K) -> (N,)."""
+    return np.sum(dz * X_hat, axis=1)
+
+
+def wrapped_value_and_grad(objective, X_hat, y, R1, R2, second, fixed=False):
+    """The two-scale form of `objective` on given normalised logits, per object.
+
+    Inputs as two_scale_value_and_grad, with objective f(z, y) -> (values, dz).
+    Returns values (N,), dX_hat (N, K), dR1, dR2 (floats by the chain rule; None when fixed).
+    """
+    _, values, dz, dX_hat = at_scales(objective, X_hat, y, R1, R2, second)
+    if fixed:
+        return values, dX_hat, None, None
+    dR1, dR2 = sum_per_case(dL_dR_chain(X_hat, dz), second)
+    return values, dX_hat, dR1, dR2
 
 
 class TwoScaleWrapper(TwoScale):
@@ -31,9 +52,6 @@ class TwoScaleWrapper(TwoScale):
         eta, R1, R2, confidence, fixed, reduction: as TwoScale
     params, grads, predict_proba (scale R1) and last: as TwoScale.
     """
-
-    _dL_dR = staticmethod(dL_dR_chain)
-    _fast_dL_dR = staticmethod(dL_dR_chain)
 
     def __init__(self, objective, eta, R1=None, R2=None, confidence="raw", fixed=False,
                  reduction="mean", k=None):
@@ -56,8 +74,12 @@ class TwoScaleWrapper(TwoScale):
             raise TypeError("objective must be a name or a function, not "
                             f"{type(objective).__name__}")
         self.objective = objective
-        self._fast_objective = fast_cross_entropy if objective is cross_entropy else objective
+
+    def _value_and_grad(self, X_hat, y, R1, R2, second):
+        """The objective at R_k X_hat per object: values, dX_hat, dR1, dR2 (chain rule)."""
+        return wrapped_value_and_grad(self.objective, X_hat, y, R1, R2, second,
+                                      fixed=self.fixed)
 
     def __repr__(self):
-        return (f"TwoScaleWrapper({self.objective_name!r}, eta={self.eta}, "
+        return (f"{type(self).__name__}({self.objective_name!r}, eta={self.eta}, "
                 f"R1={self.params['R1']}, R2={self.params['R2']}, fixed={self.fixed})")

@@ -11,11 +11,9 @@ import json
 
 import numpy as np
 
-from . import atomic
+from .. import atomic
 from .config import RunConfig
-from .history import History
-
-FORMAT = 1
+from .history import FORMAT, History, check_format
 
 
 def model_state(model):
@@ -75,8 +73,7 @@ def load(path, config, model, loss):
     Raises ValueError when the checkpoint belongs to a different configuration.
     """
     with np.load(path) as f:
-        if int(f["format"]) != FORMAT:
-            raise ValueError(f"checkpoint {path} has format {int(f['format'])}, expected {FORMAT}")
+        check_format(f, path)
         saved = RunConfig.from_dict(json.loads(str(f["config_json"])))
         if saved != config:
             raise ValueError(f"checkpoint {path} belongs to another configuration: {saved}")

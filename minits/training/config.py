@@ -7,8 +7,7 @@ the results already on disk belong to the same experiment.
 
 import dataclasses
 import math
-
-from .. import backend
+import os
 
 VARIANTS = ("plain-ce", "one-scale", "two-scale", "fixed", "separation")
 """plain-ce: Eq. (4) on raw logits; one-scale: the paper's "traditional" loss,
@@ -22,6 +21,24 @@ SEPARATION_SCALES = ("fixed", "trained", "live")
 trained by SGD from R(alpha^0), or live R(alpha)."""
 MODELS = ("mlp", "lenet5")
 DTYPES = ("float32", "float64")
+IMPLEMENTATIONS = ("plain", "fast")
+"""plain: the objects minits.models and minits.losses make, the code to read; fast: their
+twins of minits.fast (minits.fast.convert), the code to train with."""
+IMPL_ENV = "MINITS_IMPL"
+
+
+def check_impl(name, what="impl"):
+    """name, if it is "plain" or "fast"; else a ValueError naming the choices."""
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"{what} must be one of {IMPLEMENTATIONS}, got {name!r}")
+    return name
+
+
+def default_impl():
+    """The implementation of a run whose configuration names none: $MINITS_IMPL when it
+    is set ("plain" | "fast"), else "fast"."""
+    value = os.environ.get(IMPL_ENV, "").strip()
+    return check_impl(value, f"${IMPL_ENV}") if value else "fast"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +66,10 @@ class RunConfig:
         (docs/decisions.md#D11); "fixed" when not given. Only the separation variant
         has one: for the others it is stored as None, so it never tells two identical
         runs apart.
-    impl: "plain" | "fast", the implementation the run computes with (minits.backend);
-        default: the one current when the configuration is made. The two agree to
-        float rounding, not bit for bit, so it is part of what the run is: a run folder
-        never mixes them.
+    impl: "plain" | "fast", the implementation the run computes with (IMPLEMENTATIONS);
+        default: default_impl() ($MINITS_IMPL, else "fast"). The two agree to float
+        rounding, not bit for bit, so it is part of what the run is: a run folder never
+        mixes them.
     """
 
     dataset: str
@@ -74,7 +91,7 @@ class RunConfig:
     R2_factor: float = 10.0
     Rs0: float = 10.0
     separation_scale: str | None = None
-    impl: str = dataclasses.field(default_factory=backend.current_impl)
+    impl: str = dataclasses.field(default_factory=default_impl)
 
     def __post_init__(self):
         # Normalise container types so that configs read back from JSON compare equal.
@@ -110,7 +127,7 @@ class RunConfig:
         if self.variant == "separation" and self.separation_scale not in SEPARATION_SCALES:
             raise ValueError(f"separation_scale must be one of {SEPARATION_SCALES}, "
                              f"got {self.separation_scale!r}")
-        backend.check_impl(self.impl, "impl")
+        check_impl(self.impl)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name in ("gain", "lr", "R2_factor", "Rs0"):
@@ -145,19 +162,15 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d):
-        """Inverse of to_dict; unknown keys are an error (a results file from another version).
-
-        A dict written before a field existed gets what those runs did: impl "fast" (the
-        only implementation then) and, for the separation variant, separation_scale "live".
-        """
+        """Inverse of to_dict; unknown or missing keys are an error (a file from another
+        version of minits)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown RunConfig fields {sorted(unknown)}")
-        legacy = {"impl": "fast"}
-        if d.get("variant") == "separation":
-            legacy["separation_scale"] = "live"
-        return cls(**{**legacy, **d})
+        unknown, missing = set(d) - names, names - set(d)
+        if unknown or missing:
+            raise ValueError(f"a RunConfig written by another version of minits: "
+                             f"unknown fields {sorted(unknown)}, missing fields "
+                             f"{sorted(missing)}")
+        return cls(**d)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -7,7 +7,6 @@ The correct class is used only after the probabilities are computed.
 import numpy as np
 
 from .. import datasets, metrics, temperature
-from ..scale import row_max
 
 AT_GRID = np.round(np.linspace(0.0, 0.05, 11), 6)
 """Close-enough thresholds `at` (Fig. 2, 7: the paper looks at 0 < at < 0.05)."""
@@ -88,26 +87,6 @@ def predict(model, loss, dataset, dtype, standardize, chunk=500, logits=False, i
     return (proba, raw) if logits else proba
 
 
-def mean_nll(labels, proba):
-    """Cross-entropy of the probabilities, Eq. (5) with Eq. (4): mean of -log p_{i(s)}."""
-    p_correct = proba[np.arange(len(labels)), labels].astype(np.float64)
-    return float(np.mean(-np.log(np.maximum(p_correct, np.finfo(np.float64).tiny))))
-
-
-def calibration(labels, proba):
-    """Calibration of the probabilities (metrics.reliability, CALIBRATION_BINS bins):
-    {"ece": l1 error, "mce": max error, "reliability_confidence", "reliability_accuracy"
-    float64 (bins,), "reliability_count" int64 (bins,)}. labels: int (n,); proba: (n, K)."""
-    bins = metrics.reliability(labels, proba)
-    full = bins["count"] > 0
-    gap = np.abs(bins["accuracy"][full] - bins["confidence"][full])
-    # the norms of metrics.expected_calibration_error from the one binning
-    return {"ece": float(np.sum(bins["count"][full] * gap) / len(labels)),
-            "mce": float(np.max(gap)),
-            "reliability_confidence": bins["confidence"],
-            "reliability_accuracy": bins["accuracy"], "reliability_count": bins["count"]}
-
-
 def quick_measures(model, loss, dataset, dtype, standardize, chunk=500, inputs=None):
     """The interval test evaluation on `dataset`: {"test_acc": accuracy Eq. (11),
     "test_loss": mean cross-entropy, "test_ece", "test_mce": calibration errors}, all
@@ -116,9 +95,9 @@ def quick_measures(model, loss, dataset, dtype, standardize, chunk=500, inputs=N
     proba = predict(model, loss, dataset, dtype, standardize, chunk, inputs=inputs)
     if not np.all(np.isfinite(proba)):
         return dict.fromkeys(("test_acc", "test_loss", "test_ece", "test_mce"), np.nan)
-    calib = calibration(dataset.labels, proba)
+    calib = metrics.calibration(dataset.labels, proba)
     return {"test_acc": float(metrics.accuracy(dataset.labels, proba)),
-            "test_loss": mean_nll(dataset.labels, proba),
+            "test_loss": metrics.mean_nll(dataset.labels, proba),
             "test_ece": calib["ece"], "test_mce": calib["mce"]}
 
 
@@ -130,22 +109,9 @@ def temperature_measures(labels, proba):
         return {"temperature": np.full(2, np.nan), "ece_temperature": np.nan,
                 "mce_temperature": np.nan, "nll_temperature": np.nan}
     tempered, temperatures = temperature.cross_fitted(labels, proba)
-    calib = calibration(labels, tempered)
+    calib = metrics.calibration(labels, tempered)
     return {"temperature": np.asarray(temperatures), "ece_temperature": calib["ece"],
-            "mce_temperature": calib["mce"], "nll_temperature": mean_nll(labels, tempered)}
-
-
-def coarse_probabilities(proba, fine_to_coarse, num_coarse):
-    """Probability of each super-class: the sum of its fine classes' probabilities.
-
-    proba: (n, K); fine_to_coarse: (K,) ints -> (n, num_coarse). Used for the
-    close-enough performance on super-classes (Fig. 7).
-    """
-    fine_to_coarse = np.asarray(fine_to_coarse)
-    member = np.zeros((len(fine_to_coarse), num_coarse), dtype=proba.dtype)
-    known = np.flatnonzero(fine_to_coarse >= 0)  # -1: a fine class absent from the files
-    member[known, fine_to_coarse[known]] = 1
-    return proba @ member
+            "mce_temperature": calib["mce"], "nll_temperature": metrics.mean_nll(labels, tempered)}
 
 
 def full_measures(model, loss, dataset, dtype, standardize, superclass=False, per_object=False,
@@ -180,18 +146,18 @@ def full_measures(model, loss, dataset, dtype, standardize, superclass=False, pe
     out.update({
         "accuracy": float(metrics.accuracy(y, proba)),
         "balanced_accuracy": float(metrics.balanced_accuracy(y, proba)),
-        "nll": mean_nll(y, proba),
+        "nll": metrics.mean_nll(y, proba),
         # one call for all k / all thresholds: the same counts, one pass of the checks
         "topk": np.asarray(metrics.top_k_accuracy(y, proba, ks), dtype=float),
         "close_enough": np.asarray(metrics.close_enough_accuracy(y, proba, AT_GRID),
                                    dtype=float),
         "W_fraction": metrics.well_classified_count(dX, ETA_GRID) / len(y),
-        **calibration(y, proba),
+        **metrics.calibration(y, proba),
     })
     if superclass:
         yc = dataset.coarse_labels
         f2c = np.asarray(dataset.fine_to_coarse)
-        coarse = coarse_probabilities(proba, f2c, len(dataset.coarse_names))
+        coarse = metrics.coarse_probabilities(proba, f2c, len(dataset.coarse_names))
         out["superclass_accuracy"] = float(metrics.superclass_accuracy(yc, proba, f2c))
         out["superclass_close_enough"] = np.asarray(
             metrics.close_enough_accuracy(yc, coarse, AT_GRID), dtype=float)
@@ -204,7 +170,7 @@ def _per_object(y, proba, dX):
     """The per-object arrays behind the histograms of Figs. 4-6 (see full_measures)."""
     with np.errstate(over="ignore"):  # beyond float32's range (a run gone wild): +-inf
         confidence = dX.astype(np.float32)
-    return {"p_max": row_max(proba).astype(np.float32),
+    return {"p_max": proba.max(axis=1).astype(np.float32),
             "p_correct": proba[np.arange(len(y)), y].astype(np.float32),
             "delta_p": np.asarray(metrics.delta_p(y, proba)).astype(np.float32),
             "pred": proba.argmax(axis=1).astype(np.int16),

@@ -4,14 +4,14 @@ recorded at each iteration"), in arrays allocated once for the whole run.
 Per iteration t = 0..T-1 (before the SGD step of iteration t):
     batch_acc   accuracy of the batch, Eq. (11) on the batch: #W_{0,B} / #B
     batch_loss  the mean loss of the batch
-    R           scale of the parameters, Eq. (9)
+    R_alpha     R(alpha), the scale of the parameters, Eq. (9)
     R1, R2      the loss's scales of Eq. (13) (NaN where the loss has none)
     Rs          the separation of Eq. (17) (NaN where the loss has none)
-    R_first     the first scale R of Eq. (17) as the loss used it: R(alpha^0) (fixed),
+    R           the first scale R of Eq. (17) as the loss used it: R(alpha^0) (fixed),
                 the trained scale (trained) or R(alpha) (live), docs/decisions.md#D11
                 (NaN for the other losses)
-    frac_well   fraction of the batch in the well-classified branch of Eq. (13)/(17),
-                dX >= eta (NaN for losses without branches)
+    frac_second fraction of the batch in the second case of Eq. (13)/(16)/(17),
+                dX >= eta (NaN for losses without cases)
 Per evaluation e (iterations 0, eval_every, 2*eval_every, ..., T):
     eval_iteration, test_acc, test_loss (cross-entropy of the test probabilities),
     test_ece, test_mce (calibration errors of the test probabilities, 15 bins:
@@ -20,10 +20,21 @@ Per evaluation e (iterations 0, eval_every, 2*eval_every, ..., T):
 
 import numpy as np
 
-PER_ITERATION = ("batch_acc", "batch_loss", "R", "R1", "R2", "Rs", "R_first", "frac_well")
-ADDED_LATER = ("R_first", "test_ece", "test_mce")
-"""Records that files written before they existed lack: read back as NaN."""
+PER_ITERATION = ("batch_acc", "batch_loss", "R_alpha", "R1", "R2", "Rs", "R", "frac_second")
 PER_EVALUATION = ("eval_iteration", "test_acc", "test_loss", "test_ece", "test_mce")
+
+FORMAT = 2
+"""The layout of the records in a run's checkpoint and results files (their "format"
+entry). 2: R(alpha) is recorded as R_alpha, the R of Eq. (17) as R, and the fraction of
+the batch in the second case as frac_second."""
+
+
+def check_format(saved, path):
+    """Refuse a checkpoint or results file (`saved`: its arrays) of another layout."""
+    found = int(saved["format"]) if "format" in saved else 1
+    if found != FORMAT:
+        raise ValueError(f"{path} was written by another version of minits (file format "
+                         f"{found}; this version reads format {FORMAT})")
 
 
 def evaluation_iterations(iterations, eval_every):
@@ -92,8 +103,6 @@ class History:
         """Rebuild from `state()` output (e.g. an open np.load archive)."""
         history = cls(iterations, eval_every)
         for name in history.arrays:
-            if name in ADDED_LATER and f"history_{name}" not in state:
-                continue  # stays NaN: an older file
             saved = np.asarray(state[f"history_{name}"])
             if saved.shape != history.arrays[name].shape:
                 raise ValueError(f"saved history '{name}' has shape {saved.shape}, "

@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from .. import backend, optim
+from .. import optim
 from ..scale import scale_R
 from . import checkpoint, evaluate
-from .build import build_loss, build_model, loss_scales, well_classified_fraction
+from .build import build_loss, build_model, loss_scales, second_case_fraction
 from .history import History, evaluation_iterations
 from .results import RunResult
 
@@ -63,7 +63,7 @@ def _stderr(message):
 
 def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every=None,
           stop=None, max_iterations=None, progress=None, log=_stderr, eval_chunk=500,
-          test_inputs=None):
+          test_inputs=None, threads=1):
     """Train one run of `config`; resume from `checkpoint_path` when it exists.
 
     train_set, test_set: objects with .images uint8 (n, C, H, W), .labels int (n,),
@@ -81,48 +81,52 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
         sweep's worker process does); None: evaluate.held_inputs converts them here,
         once for the run, when they fit its memory budget (MNIST: 31 MB), else every
         evaluation converts chunk by chunk (the same numbers).
+    threads: how many threads the fast network may spread a batch over (build_model;
+        the numbers do not depend on it).
 
-    The run computes with config.impl ("plain" | "fast"), whatever is current outside.
+    The run computes with config.impl ("plain" | "fast": build_model, build_loss).
     A run whose loss or parameters become inf or NaN (divergence) stops there, says so
     through `log`, and ends completed with NaN measures: running on cannot bring it back.
     Returns a RunResult; result.completed is False when the run stopped early.
     """
     started = time.perf_counter()
-    with backend.using(config.impl):
-        run = _Run(config, train_set, test_set, checkpoint_path, test_inputs, eval_chunk, log)
-        T = config.iterations
-        eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
-        if run.t == 0:
-            run.evaluate()
-        while run.t < T:
-            run.step()
-            done = run.t >= T or run.diverged
-            if run.t in eval_points and not done:
-                run.evaluate()  # the evaluation at T is part of the final measures
-            if progress is not None:  # a diverged run skips the steps it had left
-                progress(1 + (T - run.t if run.diverged else 0))
-            if done:
-                break
-            if (stop is not None and stop.is_set()) or (max_iterations is not None
-                                                        and run.t >= max_iterations):
-                run.save(checkpoint_path, started)
-                return RunResult(config, run.history, completed=False, iteration=run.t)
-            if run.t % run.per_epoch == 0 or (checkpoint_every and run.t % checkpoint_every == 0):
-                run.save(checkpoint_path, started)
-        return run.finish(started)
+    run = _Run(config, train_set, test_set, checkpoint_path, test_inputs, eval_chunk, log,
+               threads)
+    T = config.iterations
+    eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
+    if run.t == 0:
+        run.evaluate()
+    while run.t < T:
+        run.step()
+        done = run.t >= T or run.diverged
+        if run.t in eval_points and not done:
+            run.evaluate()  # the evaluation at T is part of the final measures
+        if progress is not None:  # a diverged run skips the steps it had left
+            progress(1 + (T - run.t if run.diverged else 0))
+        if done:
+            break
+        if (stop is not None and stop.is_set()) or (max_iterations is not None
+                                                    and run.t >= max_iterations):
+            run.save(checkpoint_path, started)
+            return RunResult(config, run.history, completed=False, iteration=run.t)
+        if run.t % run.per_epoch == 0 or (checkpoint_every and run.t % checkpoint_every == 0):
+            run.save(checkpoint_path, started)
+    return run.finish(started)
 
 
 class _Run:
     """One run while it trains: network, loss, SGD, history and the iteration t."""
 
-    def __init__(self, config, train_set, test_set, checkpoint_path, test_inputs, chunk, log):
+    def __init__(self, config, train_set, test_set, checkpoint_path, test_inputs, chunk, log,
+                 threads):
         if config.superclass and getattr(train_set, "coarse_labels", None) is None:
             raise ValueError(f"data set {train_set.name!r} has no coarse labels: "
                              "super-class measures (Eq. (20)) need them")
         self.config, self.train_set, self.test_set = config, train_set, test_set
         self.dtype, self.chunk, self.log = np.dtype(config.dtype), chunk, log
         self.per_epoch = steps_per_epoch(len(train_set.labels), config.batch_size)
-        self.model = build_model(config, train_set.num_classes, train_set.images.shape[1:])
+        self.model = build_model(config, train_set.num_classes, train_set.images.shape[1:],
+                                 threads)
         self.loss = build_loss(config, scale_R(self.model))
         # the run reports a scale <= 0 itself, once (_check_scales), not at every step
         self.sgd = optim.SGD(lr=config.lr, on_nonpositive_scale="ignore")
@@ -149,7 +153,7 @@ class _Run:
         """train_step on the batch of iteration t, its records, the checks; then t += 1."""
         x, y = self.batch()
         # Eq. (4) on raw logits computes no R(alpha): the history's R is taken here, before
-        # the step (the other losses report the R(alpha) they computed in loss.last.R)
+        # the step (the other losses report the R(alpha) they computed in loss.last.R_alpha)
         R_alpha = scale_R(self.model) if self.config.variant == "plain-ce" else None
         errors = _FloatingPointErrors()
         with np.errstate(over="call", invalid="call", divide="call", call=errors):
@@ -169,11 +173,11 @@ class _Run:
         nan = np.nan
         self.history.record_step(
             self.t, batch_acc=last.accuracy, batch_loss=value,
-            R=last.R if R_alpha is None else R_alpha,
+            R_alpha=last.R_alpha if R_alpha is None else R_alpha,
             R1=scales.get("R1", nan), R2=scales.get("R2", nan), Rs=scales.get("Rs", nan),
-            R_first=scales.get("R_first", nan),
-            frac_well=(well_classified_fraction(self.loss) if self.config.eta is not None
-                       else nan))
+            R=scales.get("R", nan),
+            frac_second=(second_case_fraction(self.loss) if self.config.eta is not None
+                         else nan))
 
     def _check_divergence(self, value, numpy_error):
         """Stop the run when the loss, a parameter or a scale is inf or NaN (SGD cannot bring
@@ -230,7 +234,7 @@ class _Run:
                                  test_mce=test_measures["mce"])
         self.history.elapsed = self.elapsed_before + time.perf_counter() - started
         final_scales = loss_scales(self.loss.params)
-        final_scales["R"] = np.nan if self.diverged else scale_R(self.model)
+        final_scales["R_alpha"] = np.nan if self.diverged else scale_R(self.model)
         return RunResult(config, self.history, completed=True, iteration=T,
                          train=train_measures, test=test_measures, final_scales=final_scales)
 

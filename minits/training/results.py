@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 
-from . import atomic
+from .. import atomic
 from .config import RunConfig
-from .history import History
+from .history import FORMAT, History, check_format
 
 
 @dataclasses.dataclass
@@ -41,7 +41,8 @@ def save(path, result):
     """Write a completed RunResult to `path` (.npz) atomically."""
     if not result.completed:
         raise ValueError("only a completed run has results; save a checkpoint instead")
-    arrays = {"config_json": np.str_(json.dumps(result.config.to_dict())),
+    arrays = {"format": np.int64(FORMAT),
+              "config_json": np.str_(json.dumps(result.config.to_dict())),
               "iteration": np.int64(result.iteration)}
     arrays.update(result.history.state())
     for split in ("train", "test"):
@@ -56,11 +57,14 @@ def load(path):
     """Read a results file back into a RunResult (arrays as ndarrays, scalars as floats)."""
     with np.load(path) as f:
         data = {k: f[k] for k in f.files}
+    check_format(data, path)
     config = RunConfig.from_dict(json.loads(str(data["config_json"])))
     history = History.from_state(data, config.iterations, config.eval_every)
     split = {"train": {}, "test": {}}
     final = {}
     for key, value in data.items():
+        if key == "format":
+            continue
         head, _, name = key.partition("_")
         if head in split:
             split[head][name] = float(value) if value.ndim == 0 else value

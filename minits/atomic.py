@@ -1,7 +1,8 @@
 """Atomic writes: a reader (or a rerun after Ctrl-C / kill) sees either the old
 file or the complete new one, never a half-written file.
 
-Every writer goes through `atomic_write`: write to a temporary file in the same
+Every writer of minits (downloads, checkpoints, results, summaries, figures) goes
+through `atomic_write`: write to a temporary file in the same
 folder, flush and fsync it, then `os.replace` it over the target (an atomic
 rename on POSIX and Windows when both paths are on one file system).
 """

@@ -4,16 +4,16 @@ The plain im2col (minits/layers/im2col.py) copies one strided slice per kernel
 offset (i, j); each slice moves runs of only Wo elements, and NumPy pays per run.
 fast_im2col computes the same columns, bit for bit (copies only), in two stages
 so that most copying moves long contiguous runs, and it can write into a work
-array the layer keeps (minits.layers.base.scratch). It also takes rectangular
-windows and strides, which output blocking needs (minits/layers/fast_blocking.py).
+array the layer keeps (FastLayer.work). It also takes rectangular windows and
+strides, which output blocking needs (minits/fast/blocking.py).
 
-Everything here is channel-first: images are stored as (C, N, H, W), as in the
-fast Conv2d (minits/layers/fast_conv.py).
+Everything here is channel-first: images are stored as (C, N, H, W), as in
+FastConv2d (minits/fast/conv.py).
 """
 
 import numpy as np
 
-from .im2col import conv_output_size
+from ..layers.im2col import conv_output_size
 
 
 def as_pair(value):
@@ -26,7 +26,7 @@ def pad_channel_first(x, padding, extra_right=0):
 
     x: (C, N, H, W) -> (C, N, H + 2p, W + 2p + e): p zeros on every side, and e more
     columns on the right (a blocked convolution's last block may overhang, see
-    fast_conv.py). Returns x itself when there is nothing to pad.
+    conv.py). Returns x itself when there is nothing to pad.
     """
     if padding == 0 and extra_right == 0:
         return x

@@ -1,4 +1,4 @@
-"""Batch split: the fast Sequential runs a convolutional network's batch in chunks.
+"""Batch split: FastSequential runs a convolutional network's batch in chunks.
 
 Why. Most of a LeNet-5 step is not arithmetic but copies and element-wise work
 (im2col, the input gradient, pooling), which NumPy runs on one core however many
@@ -16,14 +16,14 @@ gradient is the sum of the chunks' gradients, added in chunk order:
 
 The logits and dL/dx are the chunks' results side by side. The layers themselves
 keep no cache of a split forward: its backward goes through the model
-(Sequential.backward), not through one of its layers. S depends only on the
-layers and N, never on the number of threads (minits.set_num_threads), and every
-chunk calls BLAS on one thread, so every thread count gives the same numbers, bit
-for bit; against the unsplit batch (the plain Sequential) only the gradients'
+(FastSequential.backward), not through one of its layers. S depends only on the
+layers and N, never on the number of threads (FastSequential's `threads`), and
+every chunk calls BLAS on one thread, so every thread count gives the same numbers,
+bit for bit; against the unsplit batch (the plain Sequential) only the gradients'
 summation order differs (rounding).
 
-Which networks. Only networks of minits' own layer types with at least one
-Conv2d are split, and only batches of at least 2 * MIN_CHUNK samples: a dense
+Which networks. Only networks of minits' own fast layer types with at least one
+FastConv2d are split, and only batches of at least 2 * MIN_CHUNK samples: a dense
 network is one GEMM per layer, which BLAS already spreads over its threads, and
 splitting it only adds Python overhead (mlp [784, 128, 10]: about 1.3x slower
 per step in 4 chunks; docs/performance.md).
@@ -36,30 +36,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..backend import get_num_threads
-from .activations import ReLU
-from .conv import Conv2d
-from .fast_sequential import fast_sequential_backward
-from .flatten import Flatten
-from .linear import Linear
-from .pool import MaxPool2d
+from .conv import FastConv2d
+from .dense import FastFlatten, FastLinear, FastReLU
+from .pool import FastMaxPool2d
+from .schedule import layers_backward
 
 MAX_SPLIT = 4  # chunks per batch: 1, 2 or 4 threads share them evenly
 MIN_CHUNK = 32  # samples per chunk at least
-SPLITTABLE = (Conv2d, Linear, MaxPool2d, ReLU, Flatten)
-_OWN = ("grads", "_scratch", "_cache", "_impl")  # what a replica does not share
+SPLITTABLE = (FastConv2d, FastLinear, FastMaxPool2d, FastReLU, FastFlatten)
+_OWN = ("grads", "_work", "_cache")  # what a replica does not share
 
 
 def split_count(layers, batch_size):
-    """S, the number of chunks the fast Sequential cuts a batch of batch_size into.
+    """S, the number of chunks FastSequential cuts a batch of batch_size into.
 
-    1 (no split) unless every layer is exactly one of minits' layer types (a
-    subclass may keep state a replica would share) and one is a Conv2d; then
+    1 (no split) unless every layer is exactly one of minits' fast layer types (a
+    subclass may keep state a replica would share) and one is a FastConv2d; then
     min(MAX_SPLIT, batch_size // MIN_CHUNK), at least 1.
     """
     if not all(type(layer) in SPLITTABLE for layer in layers):
         return 1
-    if not any(type(layer) is Conv2d for layer in layers):
+    if not any(type(layer) is FastConv2d for layer in layers):
         return 1
     return max(1, min(MAX_SPLIT, batch_size // MIN_CHUNK))
 
@@ -99,10 +96,8 @@ def replicas(model, chunks):
 def _new_replica(layer):
     replica = copy.copy(layer)
     replica.grads = {k: np.empty_like(g) for k, g in layer.grads.items()}
-    replica._scratch = {}
-    replica._impl = None
-    if hasattr(layer, "_cache"):
-        replica._cache = None
+    replica._work = {}
+    replica._cache = None
     return replica
 
 
@@ -110,7 +105,7 @@ def split_forward(model, order, x, chunks):
     """The logits of x, chunk by chunk: forward of every replica in `order`.
 
     Inputs:
-        model: the Sequential; order: its fast schedule (pool_first_order)
+        model: the FastSequential; order: its schedule (pool_first_order)
         x: (N, ...) the batch; chunks: S from split_count
     Returns:
         X: (N, K), chunk c's logits in rows chunk_bounds(N, S)[c]
@@ -124,12 +119,13 @@ def split_forward(model, order, x, chunks):
         return out
 
     parts = run_parallel(forward, [(layers, *b) for layers, b in
-                                   zip(replicas(model, chunks), bounds, strict=True)])
+                                   zip(replicas(model, chunks), bounds, strict=True)],
+                         model.threads)
     return np.concatenate(parts)
 
 
 def split_backward(model, order, dX, chunks, input_grad):
-    """Backward of each chunk on its replicas (fast_sequential_backward, the reverse of
+    """Backward of each chunk on its replicas (layers_backward, the reverse of
     `order`), then every layer's grads = the sum over chunks in chunk order.
 
     Inputs:
@@ -141,9 +137,10 @@ def split_backward(model, order, dX, chunks, input_grad):
     kept = replicas(model, chunks)
 
     def backward(layers, start, stop):
-        return fast_sequential_backward(layers, order, dX[start:stop], input_grad)
+        return layers_backward(layers, order, dX[start:stop], input_grad)
 
-    parts = run_parallel(backward, [(layers, *b) for layers, b in zip(kept, bounds, strict=True)])
+    parts = run_parallel(backward, [(layers, *b) for layers, b in zip(kept, bounds, strict=True)],
+                         model.threads)
     for j, layer in enumerate(model.layers):
         for name, grad in layer.grads.items():
             np.copyto(grad, kept[0][j].grads[name])
@@ -158,8 +155,8 @@ _pool = None
 _pool_key = None  # (process id, threads) the pool was made for: a forked child makes its own
 
 
-def run_parallel(task, args):
-    """[task(*a) for a in args], on minits.get_num_threads() threads.
+def run_parallel(task, args, threads):
+    """[task(*a) for a in args], on `threads` threads (at most one per task).
 
     BLAS is held at one thread meanwhile, whatever the number of threads: n threads
     then use n cores, and the numbers cannot depend on n (a multi-threaded BLAS may
@@ -167,7 +164,7 @@ def run_parallel(task, args):
     of the caller's context, so np.errstate (the training loop catches overflow with
     it) holds in the threads too.
     """
-    threads = min(get_num_threads(), len(args))
+    threads = min(threads, len(args))
     with _blas_limit():
         if threads <= 1:
             return [task(*a) for a in args]

@@ -25,9 +25,9 @@ of the original size (0.4 for LeNet-5's conv1 with b = 4), and the product gets 
 times the rows. The arithmetic grows by kw / k (zeros of Wb are multiplied too);
 for thin layers that is the cheaper side of the trade (docs/performance.md).
 
-Used by the fast Conv2d only (minits/layers/fast_conv.py); the plain convolution
+Used by FastConv2d only (minits/fast/conv.py); the plain convolution
 (minits/layers/conv.py) is the unblocked product, b = 1, which every b must equal
-to rounding. Everything here is channel-first, like fast_im2col.py. The functions
+to rounding. Everything here is channel-first, like minits/fast/im2col.py. The functions
 come in adjoint pairs: block_weights / fold_weight_grad and interleave /
 deinterleave, and the backward of a blocked convolution uses the second of each pair.
 """
@@ -41,7 +41,7 @@ MIN_ROWS = 16
 
 
 def choose_block(out_channels, kernel_size, stride, out_width):
-    """The number b of neighbouring outputs per column that the fast Conv2d uses by default.
+    """The number b of neighbouring outputs per column that FastConv2d uses by default.
 
     b = 1 (one output per column) when the product already has MIN_ROWS rows, or
     when windows do not overlap (stride >= kernel_size: blocking saves nothing). Otherwise

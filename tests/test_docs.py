@@ -1,0 +1,76 @@
+"""The documentation names what exists: every test, module and function it cites.
+
+docs/equations.md, docs/decisions.md and README.md cite tests as `tests/file.py::test`
+(a following `::test` repeats the file before it; `[id]` is a parametrisation) and code
+as `minits/path.py`; these must exist, so that a renamed or deleted test or module
+cannot leave a citation behind. setup.cfg's comments name functions too.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "equations.md", ROOT / "docs" / "decisions.md",
+        ROOT / "docs" / "layers.md", ROOT / "docs" / "experiments.md",
+        ROOT / "docs" / "performance.md", ROOT / "docs" / "data.md",
+        ROOT / "benchmarks" / "README.md"]
+CITATION = re.compile(r"(tests/[\w/]+\.py)?::(\w+)")
+MODULE = re.compile(r"\b(minits/[\w/]+\.py|docs/[\w/]+\.py|benchmarks/[\w/]+\.py)\b")
+
+
+def function_names(path):
+    """The names of the test functions of a test module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def citations(text):
+    """(file, test) for every test the text cites, `::test` taking the file before it."""
+    current, found = None, []
+    for match in CITATION.finditer(text):
+        current = match.group(1) or current
+        if current is not None:
+            found.append((current, match.group(2)))
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_cited_test_exists(doc):
+    text = doc.read_text(encoding="utf-8")
+    missing = []
+    for file, name in citations(text):
+        path = ROOT / file
+        if not path.is_file() or name not in function_names(path):
+            missing.append(f"{file}::{name}")
+    assert missing == [], f"{doc.name} cites tests that do not exist: {sorted(set(missing))}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_cited_module_exists(doc):
+    text = doc.read_text(encoding="utf-8")
+    missing = sorted({m for m in MODULE.findall(text) if not (ROOT / m).is_file()})
+    assert missing == [], f"{doc.name} cites files that do not exist: {missing}"
+
+
+def test_setup_cfg_names_only_functions_that_exist():
+    """A comment of setup.cfg that names minits.module.function names one that exists."""
+    import importlib
+
+    text = (ROOT / "setup.cfg").read_text(encoding="utf-8")
+    for dotted in re.findall(r"\bminits(?:\.\w+)+", text):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                assert hasattr(obj, attr), f"setup.cfg names {dotted}, which does not exist"
+                obj = getattr(obj, attr)
+            break
+        else:
+            pytest.fail(f"setup.cfg names {dotted}, which does not exist")
