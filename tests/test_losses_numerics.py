@@ -11,9 +11,12 @@ from helpers import FUNCTIONS, bits, logits_labels
 from hypothesis import given
 from hypothesis import strategies as st
 
+import minits as mt
 from minits import fast
 from minits.layers import log_softmax
 from minits.losses import (
+    CrossEntropy,
+    Truncated,
     cross_entropy,
     dL_dR_eq15,
     dL_dR_general,
@@ -110,3 +113,36 @@ def test_fast_functions_give_the_numbers_of_the_plain_ones(zy, dtype, R, data):
     expected = separation_value_and_grad(z, y, R, 7.0, second)
     for got in (F["separation"](z, y, R, 7.0, second), sep._value_and_grad(z, y, R, 7.0, second)):
         assert [bits(v) for v in got] == [bits(v) for v in expected]
+
+
+# logits with ties, near-ties (a few ulps apart), infinities and NaN
+EDGE = st.sampled_from([0.0, -0.0, 1.0, 1.0000001, 0.9999999, -1.0, 2.5, 2.5000002, 3e38, -3e38,
+                        np.inf, -np.inf, np.nan, 1e-38, -1e-45])
+
+
+@given(st.integers(1, 6), st.integers(2, 5), st.data(), st.sampled_from([np.float32, np.float64]))
+def test_fast_cross_entropy_forward_gives_the_numbers_of_the_plain_one(n, k, data, dtype):
+    """FastCrossEntropy.forward's confidence (fast_confidence) and batch mean (mean64) are
+    minits.scale.confidence and minits.losses.base.reduce bit for bit, ties, infinities and
+    NaN included; the whole forward on a model gives the plain loss's numbers."""
+    from minits.fast.objectives import fast_confidence, mean64
+    from minits.losses.base import reduce
+
+    X = np.array(data.draw(st.lists(EDGE, min_size=n * k, max_size=n * k)), dtype).reshape(n, k)
+    y = np.array(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    with np.errstate(over="ignore", invalid="ignore"):  # 3e38 + 3e38, inf - inf: alike
+        assert bits(fast_confidence(X, y)) == bits(confidence(X, y))
+    values = np.abs(X[:, 0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert bits(mean64(values)) == bits(reduce(values, "mean"))
+
+
+@pytest.mark.parametrize("make", [lambda: CrossEntropy(), lambda: Truncated(0.2)])
+def test_fast_cross_entropy_forward_on_a_model_is_the_plain_one(make):
+    model = mt.models.mlp([6, 5, 4], seed=3, dtype=np.float64)
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((16, 6)), rng.integers(0, 4, 16)
+    plain, twin = make(), fast.convert(make())
+    assert bits(plain.forward(model, x, y)) == bits(twin.forward(fast.convert(model), x, y))
+    for name in ("confidence", "second", "correct", "values"):
+        assert bits(getattr(plain.last, name)) == bits(getattr(twin.last, name)), name

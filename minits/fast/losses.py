@@ -8,7 +8,8 @@ Eq. (8): to rounding). What a fast loss saves, batch after batch:
   pass at alpha gives X_hat = X / R (Eq. (8)) *and* the raw logits X of the raw
   confidence, where the plain loss runs two passes;
 - backward skips dL/dx of the data (FastSequential);
-- Eq. (13) per object is minits/fast/objectives.py's fast_two_scale_value_and_grad;
+- Eq. (13) per object is minits/fast/objectives.py's fast_two_scale_value_and_grad, and
+  Eq. (4)'s forward uses its fast_cross_entropy, fast_confidence and mean64;
 - test-time probabilities by Eq. (8), R(alpha) once per data set (predictor).
 """
 
@@ -21,9 +22,15 @@ from ..losses import (
     TwoScaleSeparation,
     TwoScaleWrapper,
 )
+from ..losses.base import Diagnostics, check_logits_labels
 from ..scale import is_homogeneous, scale_R
 from .normalization import FastNormalization, backward_without_input_grad, logits_at_normalized
-from .objectives import fast_two_scale_value_and_grad
+from .objectives import (
+    fast_confidence,
+    fast_cross_entropy,
+    fast_two_scale_value_and_grad,
+    mean64,
+)
 
 
 class FastLoss:
@@ -51,6 +58,20 @@ class FastCrossEntropy(FastLoss, CrossEntropy):
     """CrossEntropy (Eq. (4)), fast: the same numbers, bit for bit; backward skips dL/dx
     of the data."""
 
+    def forward(self, model, x, y):
+        """CrossEntropy.forward with the fast per-object functions, the same numbers."""
+        X = model.forward(x)
+        y = check_logits_labels(X, y)
+        values, dX = self._objective_fast(X, y)
+        delta = fast_confidence(X, y)
+        self.last = Diagnostics(confidence=delta, second=self._second(X, y), correct=delta > 0,
+                                values=values)
+        self._model, self._dX = model, dX / len(y)
+        return values if self.reduction == "none" else mean64(values)
+
+    def _objective_fast(self, z, y):
+        return fast_cross_entropy(z, y)
+
     def backward(self):
         """CrossEntropy.backward without dL/dx of the data."""
         self._check_backward()
@@ -58,7 +79,11 @@ class FastCrossEntropy(FastLoss, CrossEntropy):
 
 
 class FastTruncated(FastCrossEntropy, Truncated):
-    """Truncated (Eq. (12)), fast: the backward of FastCrossEntropy."""
+    """Truncated (Eq. (12)), fast: the forward and backward of FastCrossEntropy with
+    Eq. (12) itself as the objective (it has no faster version)."""
+
+    def _objective_fast(self, z, y):
+        return self.objective(z, y)
 
 
 class FastNormalizedLoss(FastLoss):

@@ -1,11 +1,13 @@
-"""The fast twin of Eq. (13) per object: two_scale_value_and_grad of
-minits/losses/two_scale.py, the same numbers bit for bit.
+"""The fast per-object functions of the losses: Eq. (13) (two_scale_value_and_grad of
+minits/losses/two_scale.py) and Eq. (4) with its diagnostics (what CrossEntropy.forward
+computes), the same numbers bit for bit.
 
-It pays as a whole, about 3-4 % of an mlp training step (docs/performance.md): the
+Each pays as a whole, about 3-4 % of an mlp training step (docs/performance.md): the
 savings are NumPy's Python wrappers (np.sum -> np.add.reduce), short rows reduced
 along the long axis (row_max), and in-place arithmetic on temporaries. Read the plain
 functions first (minits/layers/activations.py: log_softmax; minits/losses/
-cross_entropy.py: cross_entropy; two_scale.py: dL_dR_eq15, two_scale_value_and_grad).
+cross_entropy.py: cross_entropy; two_scale.py: dL_dR_eq15, two_scale_value_and_grad;
+minits/scale.py: confidence; minits/losses/base.py: reduce).
 """
 
 import numpy as np
@@ -33,6 +35,24 @@ def row_sum(a, keepdims=False):
 def sum64(a):
     """float(np.sum(a, dtype=np.float64)), the same number, without np.sum's wrapper."""
     return float(np.add.reduce(a, axis=None, dtype=np.float64))
+
+
+def mean64(a):
+    """float(np.mean(a, dtype=np.float64)), the same number: the float64 sum divided by
+    the number of entries, as np.mean computes it, without its wrapper."""
+    return float(np.add.reduce(a, axis=None, dtype=np.float64)) / a.size
+
+
+def fast_confidence(X, y):
+    """minits.scale.confidence, bit for bit: delta X = X_{i(s)} - max_{i != i(s)} X_i (N,).
+
+    The maximum over the classes is taken on the transpose, as row_max does (a maximum
+    is exact, so the order of the comparisons cannot change it).
+    """
+    rows = np.arange(X.shape[0])
+    others = X.T.copy()  # (K, N)
+    others[y, rows] = -np.inf
+    return X[rows, y] - np.maximum.reduce(others, axis=0)
 
 
 def fast_cross_entropy(z, y):
