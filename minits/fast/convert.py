@@ -8,35 +8,22 @@ its twin the fast code. The twin shares the plain object's parameter arrays (and
 loss's scales), so training the one trains the other.
 """
 
-from ..layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-from ..losses import (
-    CrossEntropy,
-    OneScale,
-    Truncated,
-    TwoScale,
-    TwoScaleSeparation,
-    TwoScaleWrapper,
-)
-from ..normalization import Normalization
+from .. import layers, losses, normalization
+from . import losses as fast_losses
 from .conv import FastConv2d
 from .dense import FastFlatten, FastLinear, FastReLU
-from .losses import (
-    FastCrossEntropy,
-    FastOneScale,
-    FastTruncated,
-    FastTwoScale,
-    FastTwoScaleSeparation,
-    FastTwoScaleWrapper,
-)
 from .normalization import FastNormalization
 from .pool import FastMaxPool2d
 from .sequential import FastSequential
 
 TWINS = {
-    Linear: FastLinear, ReLU: FastReLU, Flatten: FastFlatten, Conv2d: FastConv2d,
-    MaxPool2d: FastMaxPool2d, CrossEntropy: FastCrossEntropy, Truncated: FastTruncated,
-    TwoScale: FastTwoScale, OneScale: FastOneScale, TwoScaleWrapper: FastTwoScaleWrapper,
-    TwoScaleSeparation: FastTwoScaleSeparation, Normalization: FastNormalization,
+    layers.Linear: FastLinear, layers.ReLU: FastReLU, layers.Flatten: FastFlatten,
+    layers.Conv2d: FastConv2d, layers.MaxPool2d: FastMaxPool2d,
+    normalization.Normalization: FastNormalization,
+    losses.CrossEntropy: fast_losses.FastCrossEntropy, losses.Truncated: fast_losses.FastTruncated,
+    losses.TwoScale: fast_losses.FastTwoScale, losses.OneScale: fast_losses.FastOneScale,
+    losses.TwoScaleWrapper: fast_losses.FastTwoScaleWrapper,
+    losses.TwoScaleSeparation: fast_losses.FastTwoScaleSeparation,
 }
 """Each plain class with a fast twin -> the twin."""
 
@@ -50,7 +37,7 @@ def convert(obj, threads=1):
     - anything else -- a fast object, a user's subclass (it runs its own code), a layer
       without a twin (Softmax) -- is returned as it is.
     """
-    if type(obj) in (Sequential, FastSequential):
+    if type(obj) in (layers.Sequential, FastSequential):
         return FastSequential([convert(layer) for layer in obj.layers], threads=threads)
     twin = TWINS.get(type(obj))
     return obj if twin is None else twin.from_plain(obj)
