@@ -431,6 +431,19 @@ def needs_digits():
     pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
 
+def docs_module(name):
+    """docs/<name>.py as a module (docs/ is not a package): the walkthrough's generator,
+    the reading-path tracer."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def shared_data_dir():
     """$MINITS_DATA when set and present, else None (real-data tests skip)."""
     path = os.environ.get("MINITS_DATA")

@@ -6,7 +6,6 @@ the floors below it) hold; a plain training step runs no line of minits.fast; an
 with minits.fast gone, minits still trains (the plain way).
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import docs_module
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = ("from importlinter.cli import lint_imports; "
@@ -48,20 +48,11 @@ def test_a_contract_is_broken_by_a_plain_module_that_imports_a_fast_one(tmp_path
     assert "BROKEN" in done.stdout
 
 
-def reading_path_module():
-    """docs/reading_path.py as a module (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("reading_path",
-                                                  ROOT / "docs" / "reading_path.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("kind", ["mlp", "lenet5"])
 def test_a_plain_training_step_runs_no_fast_code(kind):
     """Every function a plain step of Eq. (13)-(15) calls (traced by docs/reading_path.py)
     is outside minits/fast, and the step does run the plain loss and layers."""
-    seen = reading_path_module().reading_path(kind)
+    seen = docs_module("reading_path").reading_path(kind)
     assert [path for path in seen if path.startswith("fast/")] == []
     assert "TwoScale.forward" in seen["losses/two_scale.py"]
     assert "linear_backward" in seen["layers/linear.py"]
@@ -102,6 +93,6 @@ def test_minits_without_its_fast_package_still_trains_the_plain_way(tmp_path):
 def test_the_readmes_reading_path_is_what_a_plain_step_runs():
     """README.md's table of the files and functions of one plain step is the output of
     docs/reading_path.py (which traces the step): it cannot go stale."""
-    module = reading_path_module()
+    module = docs_module("reading_path")
     table = module.table(module.reading_path("mlp"))
     assert table in (ROOT / "README.md").read_text(encoding="utf-8")

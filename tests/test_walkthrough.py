@@ -18,11 +18,11 @@ differ from the stored MNIST ones, so only the execution and the presence of eve
 cell's output are checked.
 """
 
-import importlib.util
 import pathlib
 import re
 
 import pytest
+from helpers import docs_module
 
 nbformat = pytest.importorskip("nbformat", reason="the `dev` extra runs the walkthrough")
 pytest.importorskip("nbclient", reason="the `dev` extra runs the walkthrough")
@@ -37,11 +37,8 @@ BLAS_RTOL, BLAS_ATOL = 2e-2, 5e-3  # the cells tagged "depends-on-blas"
 
 
 def _generator():
-    """docs/make_walkthrough.py as a module (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_walkthrough", DOCS / "make_walkthrough.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """docs/make_walkthrough.py as a module."""
+    return docs_module("make_walkthrough")
 
 
 def text_outputs(cell):
