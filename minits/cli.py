@@ -7,6 +7,8 @@
     minits compare --dataset fashion-mnist --etas 0.01 1 --seeds 3
     minits train --dataset mnist --variant two-scale --eta 0.01
     minits report runs/mnist-quick               # table and figures again
+    minits assignment make student/              # coursework: the student copy
+    minits assignment grade class/* --out grades.csv
 
 Every command writes a run folder (see minits.experiments.rundir), prints the
 summary table, and draws the figures. Rerunning the same command skips what is
@@ -17,6 +19,7 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 from . import experiments
 from .experiments import executor, presets
@@ -180,7 +183,37 @@ def build_parser():
     p = sub.add_parser("report", help="print the table and redraw the figures of a run folder")
     p.add_argument("folder", metavar="DIR")
     p.add_argument("--no-figures", action="store_true")
+
+    _assignment_parser(sub)
     return parser
+
+
+def _assignment_parser(sub):
+    """minits assignment make | grade (docs/coursework.md); the work is in
+    minits.coursework, which a student copy does not have."""
+    p = sub.add_parser("assignment", help="coursework: write a student copy, grade submissions")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    m = actions.add_parser("make", help="write a student copy: the tasks' code replaced by "
+                                        "raise NotImplementedError")
+    m.add_argument("out", type=Path, metavar="OUT", help="a new folder")
+    m.add_argument("--tasks", nargs="+", metavar="TASK", help="the tasks to set (default: all)")
+    g = actions.add_parser("grade", help="run the hidden checks on submissions; write a CSV "
+                                         "and feedback files")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="folders holding a filled-in student copy")
+    g.add_argument("--out", type=Path, default=Path("grades.csv"),
+                   help="the CSV (default grades.csv); feedback goes to <name>-feedback/")
+    g.add_argument("--tasks", nargs="+", metavar="TASK", help="the tasks to grade, as set by "
+                                                              "make (default: all)")
+    g.add_argument("--points", nargs="+", metavar="TASK=N", help="points of a task (default: "
+                                                                 "the catalogue's)")
+    g.add_argument("--jobs", type=positive_int, default=None,
+                   help="submissions graded at once (default: the number of CPUs)")
+    g.add_argument("--timeout", type=positive_float, default=60.0,
+                   help="seconds per task and submission (default 60)")
+    g.add_argument("--memory", type=positive_int, default=2048, metavar="MIB",
+                   help="memory limit of a grading process in MiB (default 2048)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _compare_and_train(sub):
@@ -296,6 +329,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "report":
         return _report(parser, args)
+    if args.command == "assignment":
+        return _assignment(parser, args)
     try:
         experiment, out = experiment_from_args(args)
         engine = _executor(args)
@@ -344,6 +379,26 @@ def _report(parser, args):
         return EXIT_BAD_ARGS
     summaries.write(args.folder, summary)
     return _finish(summary, args.folder, args)
+
+
+def _assignment(parser, args):
+    try:
+        from .coursework import command
+    except ImportError:
+        parser.error("minits assignment is the instructor's tool; this copy of minits has no "
+                     "minits.coursework (a student copy)")
+    try:
+        return command.run(args)
+    except ValueError as exc:  # unknown task, existing OUT, bad --points, a leak
+        print(f"minits: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except OSError as exc:  # the copy or the grades could not be written
+        print(f"minits: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except KeyboardInterrupt:
+        print("\naborted: every grading process was ended; nothing was written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,9 @@ float32 they mean little. The directional check (Chainer's) costs two function
 evaluations whatever the size of x; the element-wise one tells *which* entry is wrong.
 
 A layer is checked through the scalar f(x) = sum(forward(x) * dout) for a fixed
-random dout: then dL/dx is exactly what backward(dout) returns.
+random dout: then dL/dx is exactly what backward(dout) returns (check_layer). A loss
+is checked through its own value, the batch mean, in every parameter of the model and
+every trainable scale (check_loss).
 """
 
 from dataclasses import dataclass
@@ -207,6 +209,79 @@ def check_layer(layer, x, dout=None, eps=1e-6, rtol=1e-5, atol=1e-7, seed=0, ele
     if raise_on_failure and failed:
         raise GradientCheckError("gradient check failed:\n" + "\n".join(r.report() for r in failed))
     return results
+
+
+def check_loss(loss, model, x, y, eps=1e-6, rtol=1e-5, atol=1e-7, seed=0, elementwise=True,
+               max_elements=None, raise_on_failure=True):
+    """Check a loss's backward: dL/d(every parameter of the model) and dL/d(every
+    trainable scale of the loss), L = loss.forward(model, x, y), the batch mean (Eq. (5)).
+
+    The loss-level companion of check_layer: the gradient reaches alpha through the
+    normalised logits X_hat (Eq. (8)-(9), the chain rule of docs/decisions.md#D7) and
+    the scales R1, R2 (Eq. (14)-(15)), Rs, R (Eq. (18)) through the loss itself.
+
+    Inputs:
+        loss: a minits loss (forward(model, x, y) -> float, backward(), params, grads)
+        model: a Sequential in float64; x: its input (N, ...); y: labels (N,)
+    Returns:
+        list of CheckResult: the model's parameters first, named "<layer index>.<name>"
+        as check_layer names them, then the scales by their names ("R1", "R2", "Rs",
+        "R"); raises GradientCheckError listing every failure unless
+        raise_on_failure=False. Raises ValueError when a perturbation moves an object
+        from one case of the loss to the other (its confidence is within reach of eta):
+        there the loss has a jump and no derivative.
+    """
+    loss.forward(model, x, y)
+    loss.backward()
+    split = _split(loss)
+    named = _named_params(model)
+    analytic = {name: g.copy() for name, (_, g) in named.items()}
+    scale_grads = dict(loss.grads)
+
+    def value():
+        L = float(loss.forward(model, x, y))
+        if not np.array_equal(_split(loss), split):
+            moved = int(np.flatnonzero(_split(loss) != split)[0])
+            raise ValueError(f"a perturbation of {eps:g} moved object {moved} to the other "
+                             "case of the loss: it sits at the threshold eta, where the loss "
+                             "jumps; check at a point whose confidences are away from eta")
+        return L
+
+    kw = dict(eps=eps, rtol=rtol, atol=atol, seed=seed, elementwise=elementwise,
+              max_elements=max_elements, raise_on_failure=False)
+    results = []
+    for name, (p, _) in named.items():
+        _require_float64(p, name)
+        results.append(check_gradient(value, p, analytic[name], name=name, **kw))
+    for name, g in scale_grads.items():
+        results.append(_check_scale(loss, name, g, value, kw))
+    failed = [r for r in results if not r.ok]
+    if raise_on_failure and failed:
+        raise GradientCheckError("gradient check failed:\n" + "\n".join(r.report() for r in failed))
+    return results
+
+
+def _split(loss):
+    """Which objects took the second case of the loss on its last batch (all False for a
+    loss with one case)."""
+    last = getattr(loss, "last", None)
+    return None if last is None else np.asarray(last.second).copy()
+
+
+def _check_scale(loss, name, analytic, value, kw):
+    """check_gradient of the scalar scale loss.params[name] (a Python float), through a
+    one-element array that the finite differences perturb."""
+    start = float(loss.params[name])
+    v = np.array([start])
+
+    def at_v():
+        loss.params[name] = float(v[0])
+        return value()
+
+    try:
+        return check_gradient(at_v, v, np.array([float(analytic)]), name=name, **kw)
+    finally:
+        loss.params[name] = start
 
 
 def _named_params(obj):

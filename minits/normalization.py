@@ -65,6 +65,7 @@ class Normalization:
         model, R, c = self._model, self.R, self.c
         with at_normalized_params(model):  # backprop at alpha_hat: g^l into the layers' grads
             model.backward(dX_hat)
+        # BEGIN TASK alpha-hat-backward
         layers = linear_layers(model)
         dL_dc = sum(dot64(layer.grads[name], p) for layer in layers
                     for name, p in layer.params.items())  # <g, alpha>
@@ -75,3 +76,4 @@ class Normalization:
             for name, p in layer.params.items():
                 g = layer.grads[name]
                 g[...] = c * g + (total_dL_dR * dR_dalpha) * p
+        # END TASK

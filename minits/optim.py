@@ -65,8 +65,10 @@ class SGD:
         Returns the names of the loss's scales that are now <= 0 or not finite.
         """
         lr = self.lr
+        # BEGIN TASK eq14-sgd
         scales = {} if loss is None else {name: float(loss.params[name] - lr * g)
                                           for name, g in loss.grads.items()}
+        # END TASK
         bad = [] if loss is None else nonpositive({**loss.params, **scales})
         if bad and self.on_nonpositive_scale != "ignore":
             self._alarm(bad, {**loss.params, **scales})  # before anything changes

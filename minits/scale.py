@@ -51,7 +51,9 @@ def layer_sq_norms(model):
 
     model: a Sequential -> list of n Python floats, in layer order.
     """
+    # BEGIN TASK scale-r
     return [sum(sq_norm(p) for p in layer.params.values()) for layer in linear_layers(model)]
+    # END TASK
 
 
 def layer_norms(model):
@@ -64,7 +66,9 @@ def layer_norms(model):
 
 def scale_R(model):
     """R(alpha) = prod_{l=1}^{M-1} ||alpha^l||, Eq. (9). model -> Python float."""
+    # BEGIN TASK scale-r
     return float(np.prod(layer_norms(model)))
+    # END TASK
 
 
 def check_R(R):
@@ -75,9 +79,15 @@ def check_R(R):
     return R
 
 
-def normalization_factor(model):
-    """c = R^{-1/(M-1)}, so that alpha_hat = c * alpha has R(alpha_hat) = 1. -> float."""
-    return check_R(scale_R(model)) ** (-1.0 / len(linear_layers(model)))
+def normalization_factor(model, R=None):
+    """c = R^{-1/(M-1)}, so that alpha_hat = c * alpha has R(alpha_hat) = 1.
+
+    model: a Sequential; R: R(alpha) when the caller has it (else computed) -> float.
+    """
+    R = check_R(scale_R(model) if R is None else R)
+    # BEGIN TASK scale-r
+    return R ** (-1.0 / len(linear_layers(model)))
+    # END TASK
 
 
 def normalized_params(model):
@@ -99,7 +109,7 @@ def at_normalized_params(model):
     afterwards, even if the block raises.
     """
     R = check_R(scale_R(model))
-    c = R ** (-1.0 / len(linear_layers(model)))
+    c = normalization_factor(model, R)
     saved = [(p, p.copy()) for layer in linear_layers(model) for p in layer.params.values()]
     try:
         for p, _ in saved:
@@ -150,10 +160,12 @@ def confidence_terms(X, y):
     y = np.asarray(y)
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+    # BEGIN TASK confidence
     rows = np.arange(X.shape[0])
     others = X.copy()
     others[rows, y] = -np.inf  # the max runs over i != i(s)
     return X[rows, y], others.max(axis=1)
+    # END TASK
 
 
 def normalized_confidence(model, x, y):

@@ -102,3 +102,14 @@ def test_bench_run(tmp_path):
     (total,) = [numbers(row)[-1] for row in out.splitlines() if "total cpu" in row]
     assert total == pytest.approx(sum(phases.values()), abs=0.05)
     assert re.search(r"grid\s+" + NUMBER + " h", out)
+
+
+def test_bench_grade():
+    out = run("bench_grade.py", "--submissions", "3", "--jobs", "1")
+    (line,) = [row for row in out.splitlines() if row.startswith("submissions ")]
+    assert numbers(line)[:4] == [3, 15, 45, 1]
+    (statuses,) = [row for row in out.splitlines() if row.startswith("statuses: ")]
+    assert sum(numbers(statuses)) == 45
+    (wall,) = [row for row in out.splitlines() if row.startswith("wall ")]
+    total, per = numbers(wall)
+    assert total > 0 and per == pytest.approx(total / 3, abs=0.011)

@@ -17,6 +17,7 @@ from minits.gradcheck import (
     GradientCheckError,
     check_gradient,
     check_layer,
+    check_loss,
     directional_derivative,
     numerical_gradient,
 )
@@ -296,3 +297,71 @@ def test_check_layer_on_a_fast_twin_checks_the_fast_code(monkeypatch):
             check_layer(twin, x)
         assert failed_names(error.value) == {"x"}
     check_layer(layer, x)
+
+
+# ----------------------------------------------------------------------------- check_loss
+
+def _loss_case(bias=True):
+    model = mt.models.mlp([5, 4, 3], bias=bias, seed=3, dtype=np.float64)
+    x = np.random.default_rng(4).standard_normal((6, 5))
+    return model, x, np.array([0, 1, 2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mt.losses.TwoScale(eta=1e6, R1=2.0, R2=20.0),
+    lambda: mt.losses.OneScale(R1=3.0, confidence="normalized"),
+    lambda: mt.losses.TwoScaleSeparation(eta=1e6, scale="trained", R0=2.0),
+    lambda: mt.losses.TwoScaleSeparation(eta=1e6, scale="live"),
+    lambda: mt.losses.CrossEntropy(),
+], ids=["two-scale", "one-scale", "separation-trained", "separation-live", "cross-entropy"])
+def test_check_loss_passes_every_loss_and_names_its_scales(make):
+    model, x, y = _loss_case()
+    loss = make()
+    results = check_loss(loss, model, x, y)
+    names = [r.name for r in results]
+    assert names[:2] == ["1.W", "1.b"] and set(names[len(names) - len(loss.grads):]) == \
+        set(loss.grads)
+    assert all(r.ok for r in results)
+
+
+class _ScaleGradDoubled(mt.losses.TwoScale):
+    def backward(self):
+        super().backward()
+        self.grads["R2"] *= 2
+
+
+class _ChainRuleDropped(mt.losses.OneScale):
+    """A loss whose gradient misses the chain rule through alpha_hat (D7)."""
+
+    def backward(self):
+        self._check_backward()
+        model = self._model
+        with mt.scale.at_normalized_params(model) as (_, c):
+            model.backward(self._dX_hat)
+        for layer in model.linear_layers():
+            for g in layer.grads.values():
+                g *= c
+
+
+def _classified(model, x):
+    """Labels the model gets right, and their confidences, all > 0 (sorted)."""
+    y = model.forward(x).argmax(axis=1)
+    return y, np.sort(mt.scale.confidence(model.forward(x), y))
+
+
+def test_check_loss_finds_a_wrong_scale_gradient_and_a_wrong_model_gradient():
+    model, x, _ = _loss_case()
+    y, delta = _classified(model, x)
+    eta = float(delta[2] + delta[3]) / 2  # objects in both cases, none near eta
+    with pytest.raises(GradientCheckError, match=r"R2: FAILED; worst element \(0,\)"):
+        check_loss(_ScaleGradDoubled(eta=eta, R1=2.0, R2=20.0), model, x, y)
+    with pytest.raises(GradientCheckError, match=r"1.W: FAILED"):
+        check_loss(_ChainRuleDropped(R1=3.0, fixed=True), model, x, y)
+
+
+def test_check_loss_refuses_a_point_at_the_threshold():
+    model, x, _ = _loss_case(bias=False)
+    y, delta = _classified(model, x)
+    loss = mt.losses.TwoScale(eta=float(delta[2]), R1=2.0, R2=20.0)  # one object at eta
+    with pytest.raises(ValueError, match="moved object .* to the other case"):
+        check_loss(loss, model, x, y)

@@ -38,7 +38,7 @@ def conv_forward(x, W, b, stride, padding):
 def conv_backward(dout, cache):
     """Gradients of conv_forward, with dout2 = dout as (F, N*Ho*Wo) and W2 = W as (F, C*k*k):
 
-        dW = dout2 @ cols.T,   db = sum over columns of dout2,   dx = col2im(W2.T @ dout2)
+        dW = dout2 cols^T,   db = sum over columns of dout2,   dx = col2im(W2^T dout2)
 
     (col2im is the adjoint of im2col; the padding border is cut off at the end).
 
@@ -47,6 +47,7 @@ def conv_backward(dout, cache):
     Returns:
         dx: (N, C, H, W), dW: (F, C, k, k), db: (F,)
     """
+    # BEGIN TASK conv-backward
     cols, W, (N, C, H, Wd), stride, p = cache
     F, _, k, _ = W.shape
     dout2 = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*Ho*Wo)
@@ -56,6 +57,7 @@ def conv_backward(dout, cache):
     dx_pad = col2im(dcols, (C, N, H + 2 * p, Wd + 2 * p), k, stride)
     dx = dx_pad[:, :, p:p + H, p:p + Wd].transpose(1, 0, 2, 3)
     return dx, dW, db
+    # END TASK
 
 
 class Conv2d(Layer):

@@ -46,6 +46,7 @@ def im2col(x_pad, kernel_size, stride):
         row index (c, i, j), column index (n, y, x):
         cols[(c, i, j), (n, y, x)] = x_pad[c, n, s*y + i, s*x + j]
     """
+    # BEGIN TASK im2col
     C, N, Hp, Wp = x_pad.shape
     k, s = kernel_size, stride
     Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
@@ -55,6 +56,7 @@ def im2col(x_pad, kernel_size, stride):
             # offset (i, j) of every window at once: rows i, i+s, ..., columns j, j+s, ...
             cols[:, i, j] = x_pad[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
     return cols.reshape(C * k * k, N * Ho * Wo)
+    # END TASK
 
 
 def col2im(cols, padded_shape, kernel_size, stride):
@@ -68,6 +70,7 @@ def col2im(cols, padded_shape, kernel_size, stride):
         dx: (C, N, Hp, Wp), dx[c, n, s*y + i, s*x + j] += cols[(c, i, j), (n, y, x)]
         summed over every (y, x, i, j) that lands on the pixel
     """
+    # BEGIN TASK conv-backward
     C, N, Hp, Wp = padded_shape
     k, s = kernel_size, stride
     Ho, Wo = conv_output_size(Hp, k, s), conv_output_size(Wp, k, s)
@@ -77,3 +80,4 @@ def col2im(cols, padded_shape, kernel_size, stride):
         for j in range(k):
             dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += cols[:, i, j]
     return dx
+    # END TASK

@@ -9,34 +9,38 @@ from .base import Layer, check_dtype, check_input, gaussian, store_grads
 
 
 def linear_forward(x, W, b=None):
-    """out = x @ W.T (+ b): Eq. (1), Y_i = sum_j alpha_ij X_j, for every sample.
+    """out = x W^T (+ b): Eq. (1), Y_i = sum_j alpha_ij X_j, for every sample.
 
     Inputs:
         x: (N, D); W: (F, D), alpha^{l+1} in PyTorch's layout; b: (F,) or None
     Returns:
         out: (N, F); cache: (x, W)
     """
+    # BEGIN TASK linear-forward
     out = x @ W.T
     if b is not None:
         out = out + b
     return out, (x, W)
+    # END TASK
 
 
 def linear_backward(dout, cache):
     """Since out[n, f] = sum_d x[n, d] W[f, d] (+ b[f]):
 
-        dW = dout.T @ x,   db = sum_n dout[n],   dx = dout @ W
+        dW = dout^T x,   db = sum_n dout[n],   dx = dout W
 
     Inputs:
         dout: (N, F), dL/dout; cache: from linear_forward
     Returns:
         dx: (N, D), dW: (F, D), db: (F,)
     """
+    # BEGIN TASK linear-backward
     x, W = cache
     dW = dout.T @ x
     db = dout.sum(axis=0)
     dx = dout @ W
     return dx, dW, db
+    # END TASK
 
 
 class Linear(Layer):

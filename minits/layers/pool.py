@@ -23,6 +23,7 @@ def maxpool_forward(x, kernel_size, stride):
              i*k + j of each window's first maximum in row-major order (np.argmax
              returns the first of equal values: that is the tie rule)
     """
+    # BEGIN TASK maxpool-forward
     N, C, H, W = x.shape
     k, s = kernel_size, stride
     Ho, Wo = conv_output_size(H, k, s), conv_output_size(W, k, s)
@@ -34,6 +35,7 @@ def maxpool_forward(x, kernel_size, stride):
     argmax = np.argmax(windows, axis=0)
     out = np.max(windows, axis=0)
     return out, (argmax, x.shape, k, s)
+    # END TASK
 
 
 def maxpool_backward(dout, cache):
@@ -48,6 +50,7 @@ def maxpool_backward(dout, cache):
     Returns:
         dx: (N, C, H, W), zero where no window has its maximum
     """
+    # BEGIN TASK maxpool-backward
     argmax, x_shape, k, s = cache
     _, _, Ho, Wo = dout.shape
     dx = np.zeros(x_shape, dtype=dout.dtype)
@@ -56,6 +59,7 @@ def maxpool_backward(dout, cache):
             won = argmax == i * k + j  # the windows whose maximum sits at offset (i, j)
             dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += np.where(won, dout, 0)
     return dx
+    # END TASK
 
 
 class MaxPool2d(Layer):

@@ -94,7 +94,9 @@ def second_branch(delta, eta):
     the second case, as Eq. (13) writes ">=" (docs/decisions.md#D15); the
     well-classified set W_{eta,I} of minits.scale uses ">" instead.
     """
+    # BEGIN TASK eq13-split
     return delta >= eta
+    # END TASK
 
 
 @dataclass

@@ -38,8 +38,10 @@ def separation_value_and_grad(X_hat, y, R, Rs, second):
     By the chain rule through R1 = R, R2 = Rs R of Eq. (13):
         dRs = R dL/dR2,   dR = dL/dR1 + Rs dL/dR2   (dL/dR_k by Eq. (15)).
     """
+    # BEGIN TASK eq17-gradients
     values, dX_hat, dR1, dR2 = two_scale_value_and_grad(X_hat, y, R, Rs * R, second)
     return values, dX_hat, R * dR2, dR1 + Rs * dR2
+    # END TASK
 
 
 def check_scale_mode(scale):

@@ -39,6 +39,7 @@ def dL_dR_eq15(X_hat, y, R_k):
     Numerator and denominator are both multiplied by exp(-m), m = max(0, max_i R_k d_i),
     so that every exponential has a non-positive argument (no overflow at |R d| ~ 1e4).
     """
+    # BEGIN TASK eq15
     rows = np.arange(X_hat.shape[0])
     d = X_hat - X_hat[rows, y][:, None]
     R_k = np.asarray(R_k, dtype=X_hat.dtype)
@@ -47,6 +48,7 @@ def dL_dR_eq15(X_hat, y, R_k):
     m = np.maximum(np.max(a, axis=1), 0)
     e = np.exp(a - m[:, None])
     return np.sum(d * e, axis=1) / (np.exp(-m) + np.sum(e, axis=1))
+    # END TASK
 
 
 def dL_dR_general(X_hat, y, R_k):
@@ -55,9 +57,11 @@ def dL_dR_general(X_hat, y, R_k):
     The chain rule through z = R_k X_hat of the cross-entropy gradient p - e_{i(s)}.
     Inputs as dL_dR_eq15; returns (N,).
     """
+    # BEGIN TASK eq15
     R_k = np.asarray(R_k, dtype=X_hat.dtype)
     p = softmax((R_k[:, None] if R_k.ndim == 1 else R_k) * X_hat)
     return np.sum(p * X_hat, axis=1) - X_hat[np.arange(X_hat.shape[0]), y]
+    # END TASK
 
 
 def at_scales(objective, X_hat, y, R1, R2, second):
@@ -68,7 +72,9 @@ def at_scales(objective, X_hat, y, R1, R2, second):
     Returns: R_k (N,), dtype of X_hat; values (N,); dz = d(sum values)/dz (N, K);
              dX_hat = d(sum values)/dX_hat = R_k dz (N, K)
     """
+    # BEGIN TASK eq13-split
     R_k = np.where(second, R2, R1).astype(X_hat.dtype)
+    # END TASK
     values, dz = objective(X_hat * R_k[:, None], y)
     return R_k, values, dz, dz * R_k[:, None]
 

@@ -8,6 +8,7 @@ the results already on disk belong to the same experiment.
 import dataclasses
 import math
 import os
+from pathlib import Path
 
 VARIANTS = ("plain-ce", "one-scale", "two-scale", "fixed", "separation")
 """plain-ce: Eq. (4) on raw logits; one-scale: the paper's "traditional" loss,
@@ -28,17 +29,30 @@ IMPL_ENV = "MINITS_IMPL"
 
 
 def check_impl(name, what="impl"):
-    """name, if it is "plain" or "fast"; else a ValueError naming the choices."""
+    """name, if it is "plain" or "fast" (and this copy of minits has the fast twins);
+    else a ValueError naming the choices."""
     if name not in IMPLEMENTATIONS:
         raise ValueError(f"{what} must be one of {IMPLEMENTATIONS}, got {name!r}")
+    if name == "fast" and not has_fast():
+        raise ValueError(f"{what} 'fast' needs minits.fast, which this copy of minits does "
+                         "not have (a coursework copy runs your plain code): use 'plain'")
     return name
+
+
+def has_fast():
+    """Whether this copy of minits has its fast twins: a student copy
+    (minits assignment make) has none. (Its own folder is asked, not the import system,
+    which might find another installed copy's.)"""
+    return (Path(__file__).resolve().parents[1] / "fast" / "__init__.py").is_file()
 
 
 def default_impl():
     """The implementation of a run whose configuration names none: $MINITS_IMPL when it
-    is set ("plain" | "fast"), else "fast"."""
+    is set ("plain" | "fast"), else "fast" (or "plain" in a copy without minits.fast)."""
     value = os.environ.get(IMPL_ENV, "").strip()
-    return check_impl(value, f"${IMPL_ENV}") if value else "fast"
+    if value:
+        return check_impl(value, f"${IMPL_ENV}")
+    return "fast" if has_fast() else "plain"
 
 
 @dataclasses.dataclass(frozen=True)
