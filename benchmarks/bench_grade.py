@@ -100,7 +100,7 @@ def main():
     print(f"submissions {len(subs)}, tasks {len(TASKS)}, task grades {len(rows)}, "
           f"jobs {args.jobs}, {'shared' if args.shared else 'distinct'} answers")
     print("statuses: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES))
-    print(f"wall {wall:.1f} s, {wall / len(subs):.2f} s per submission")
+    print(f"wall {wall:.2f} s, {wall / len(subs):.2f} s per submission")
 
 
 if __name__ == "__main__":
