@@ -257,6 +257,9 @@ def test_the_student_copy_installs_and_runs_the_students_code(copy, tmp_path):
                            "--impl", "fast", "--iterations", "2"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert impl.returncode == 2 and "this copy of minits does not have" in impl.stderr
+    grader = subprocess.run([sys.executable, "-m", "minits", "assignment", "make", "x"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert grader.returncode == 2 and "no minits.coursework" in grader.stderr
 
 
 def test_public_tests_of_the_student_copy_select_by_task(copy, tmp_path):
