@@ -382,11 +382,12 @@ def _report(parser, args):
 
 
 def _assignment(parser, args):
-    try:
-        from .coursework import command
-    except ImportError:
+    # this package's own folder is asked: the import system might find another copy's
+    if not (Path(__file__).resolve().parent / "coursework" / "__init__.py").is_file():
         parser.error("minits assignment is the instructor's tool; this copy of minits has no "
                      "minits.coursework (a student copy)")
+    from .coursework import command
+
     try:
         return command.run(args)
     except ValueError as exc:  # unknown task, existing OUT, bad --points, a leak
