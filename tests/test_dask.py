@@ -144,6 +144,53 @@ def test_a_scheduler_nobody_runs_is_a_clear_error(tmp_path, capsys):
     assert f"cannot reach the Dask scheduler at {address}" in err and "Traceback" not in err
 
 
+class _NotAScheduler:
+    """A loopback server that is not a Dask scheduler: silent (an HTTP server waiting for
+    a request) or talking first (a banner Dask would read as a frame length of exabytes)."""
+
+    def __init__(self, talk):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.talk, self.conns = talk, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.talk:
+                conn.sendall(b"HTTP/1.0 200 OK\r\nServer: not-dask\r\n\r\n" * 4)
+
+    def close(self):
+        for conn in [*self.conns, self.sock]:
+            conn.close()
+
+
+@pytest.mark.parametrize("talk", [False, True], ids=["silent", "talking"])
+def test_a_scheduler_address_that_is_not_dask_is_a_clear_error(tmp_path, capsys, talk):
+    """Issue 23, faults 1-2: connecting and the handshake are bounded; rc 2, one line
+    naming the address, no lock left behind (the sweep runs in a thread, so that a hang
+    fails the test instead of stopping the suite)."""
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    server, out, codes = _NotAScheduler(talk), tmp_path / "out", []
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+            sweep = threading.Thread(target=lambda: codes.append(cli.main(
+                [*SWEEP_ARGS, "--scheduler", server.address, "--out", str(out)])), daemon=True)
+            sweep.start()
+            sweep.join(timeout=60)
+    finally:
+        server.close()
+    assert not sweep.is_alive() and codes == [cli.EXIT_BAD_ARGS]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"cannot reach the Dask scheduler at {server.address}" in err[-1]
+    assert "Traceback" not in "\n".join(err) and not (out / ".lock").exists()
+
+
 def test_a_local_cluster_gives_the_result_files_of_the_local_pool(tmp_path, local_runs):
     pytest.importorskip("distributed")
     out = str(tmp_path / "dask")

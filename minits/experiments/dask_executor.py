@@ -23,6 +23,7 @@ checkpoint and return, runs not started return at once. A second Ctrl-C cancels
 every future at once (the checkpoints already written stay valid).
 """
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -31,7 +32,9 @@ import time
 
 import dask
 from dask.base import tokenize
+from dask.utils import parse_timedelta
 from distributed import Client, Event, LocalCluster, as_completed, get_worker
+from distributed.comm import connect as comm_connect
 
 from .tasks import (
     Outcome,
@@ -123,15 +126,52 @@ def absolute(task):
                                data_dir=full(task.data_dir))
 
 
+def connect_timeout():
+    """Seconds to connect to a scheduler and hear its handshake (Dask's
+    distributed.comm.timeouts.connect, 30 s unless configured)."""
+    return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"),
+                           default="seconds")
+
+
+def check_scheduler(address, timeout):
+    """Raise unless a Dask scheduler answers at `address` within `timeout` seconds.
+
+    Client(address) waits for the handshake without a bound (a silent server, e.g. an
+    HTTP server, hangs it forever) and reads whatever a server sends first as a frame
+    length (a banner asks for exabytes: MemoryError). Here the connection, the
+    handshake and one "identity" question run under one deadline, and the answer
+    must come from a scheduler (not a worker or a nanny)."""
+    async def ask():
+        comm = await comm_connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        identity = asyncio.run(asyncio.wait_for(ask(), timeout))
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no Dask handshake within {timeout:g} s") from None
+    except (MemoryError, ValueError, TypeError) as exc:  # bytes that are no Dask frame
+        raise ValueError(f"the server there does not speak Dask's protocol "
+                         f"({type(exc).__name__})") from None
+    kind = identity.get("type") if isinstance(identity, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"the server there is not a Dask scheduler (it says {kind!r})")
+
+
 @contextlib.contextmanager
 def connect(jobs, scheduler=None):
     """A Client of the cluster at `scheduler` (an address, e.g. tcp://host:8786), or of a
     new LocalCluster of `jobs` worker processes with one thread each (loopback only);
     its workers inherit BLAS variables set to one thread."""
     if scheduler is not None:
+        timeout = connect_timeout()
         try:
-            client = Client(scheduler)
-        except (OSError, ValueError) as exc:  # unreachable, or not an address
+            check_scheduler(scheduler, timeout)
+            client = Client(scheduler, timeout=timeout)
+        except Exception as exc:  # unreachable, not an address, not a Dask scheduler
             raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler} "
                                f"({type(exc).__name__}: {exc})") from None
         with client:
