@@ -5,6 +5,7 @@ message that says what to change, and none says "run the same command again" unl
 the runs were merely interrupted."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -69,6 +70,26 @@ def test_report_of_a_corrupt_config_json(workdir, capsys):
     assert cli.main(["report", str(out), "--no-figures"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(out / "config.json") in err
+
+
+def test_report_refuses_a_config_json_that_contradicts_the_results(workdir, capsys):
+    """Issue 23, fault 4: an edited config.json (99 iterations at lr 0.5 for runs that
+    trained 20 at lr 0.1) is refused, naming the file and the fields; summary.txt stays."""
+    needs_digits()
+    out = workdir / "sweep"
+    assert small_digits_sweep(out) == 0
+    summary_before = (out / "summary.txt").read_bytes()
+    saved = json.loads((out / "config.json").read_text())
+    saved["experiment"]["run"].update(iterations=99, lr=0.5)
+    (out / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--no-figures"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and str(out / "config.json") in lines[0]
+    assert "iterations: 99" in lines[0] and "20 in" in lines[0] and "lr: 0.5" in lines[0]
+    assert "99 iterations" not in captured.out
+    assert (out / "summary.txt").read_bytes() == summary_before
 
 
 # ----------------------------------------------------------------------------- never finishing

@@ -11,6 +11,7 @@ import os
 import sys
 
 from .. import datasets
+from ..training import results
 from . import executor, rundir, summary
 from .data import load_split
 from .tasks import Task
@@ -131,4 +132,24 @@ def report(out):
     stats = configs[0]["standardize"] if configs else None
     runs = experiment.runs(stats)
     groups, missing = summary.load_groups(out, runs)
+    check_results_match(out, runs)
     return summary.summarize(experiment, groups, missing)
+
+
+def check_results_match(out, runs):
+    """ValueError naming config.json, a results file and the differing fields when a
+    finished run's own configuration (saved in its results file) is not the one
+    config.json describes: the table and summary.txt must never show settings the runs
+    did not use. (Call after summary.load_groups, which names unreadable files.)"""
+    for config in runs:
+        path = rundir.result_path(out, config)
+        if not os.path.exists(path):
+            continue
+        saved = results.read_config(path)
+        if saved != config:
+            a, b = config.to_dict(), saved.to_dict()
+            diff = ", ".join(f"{k}: {a[k]!r} in {rundir.CONFIG} vs {b[k]!r} in the results"
+                             for k in a if a[k] != b[k])
+            raise ValueError(f"{os.path.join(out, rundir.CONFIG)} does not describe the "
+                             f"runs it holds ({path}: {diff}); restore it or run the sweep "
+                             f"again in another --out")
