@@ -163,6 +163,25 @@ def test_a_bad_minits_impl_stops_the_command_with_a_usage_error(tmp_path):
     assert sub.stdout == "" and not out.exists()
 
 
+def test_a_sweep_too_large_to_plan_is_refused_at_once(tmp_path):
+    """Issue 23, fault 5: `--seeds 100000000` is refused with the limit named, before the
+    runs are made: exit 2 within a memory limit of 2 GiB (without the limit the plan of
+    2e8 runs alone outgrows it)."""
+    out = tmp_path / "out"
+    limit = ("import resource, runpy, sys; "
+             "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+             "sys.argv = ['minits'] + sys.argv[1:]; "
+             "runpy.run_module('minits', run_name='__main__')")
+    sub = subprocess.run([sys.executable, "-c", limit, "compare", "--dataset", "digits",
+                          "--variants", "one-scale", "two-scale", "--etas", "0.1",
+                          "--seeds", "100000000", "--iterations", "1", "--out", str(out)],
+                         capture_output=True, text=True, env=minits_env(), cwd=ROOT, timeout=300)
+    assert sub.returncode == cli.EXIT_BAD_ARGS, sub.stderr[-2000:]
+    assert "Traceback" not in sub.stderr and not out.exists()
+    last = sub.stderr.splitlines()[-1]
+    assert "100000000" in last and "at most" in last and "runs" in last
+
+
 def test_help_lists_the_figures():
     text = cli.build_parser().format_help()
     assert "reproduce" in text and "demo" in text
