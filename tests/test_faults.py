@@ -5,6 +5,7 @@ message that says what to change, and none says "run the same command again" unl
 the runs were merely interrupted."""
 
 import dataclasses
+import errno
 import json
 import os
 
@@ -176,3 +177,48 @@ def test_a_data_dir_pointing_nowhere_leaves_no_folders(workdir, capsys, monkeypa
     err = capsys.readouterr().err
     assert "minits: error:" in err and "MNIST (train split) not found" in err
     assert not (workdir / "nothing").exists() and not (workdir / "out").exists()
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _full_disk(monkeypatch, room=4096):
+    """A disk with room for the small files (the lock, config.json) and none for more:
+    fsync of a file larger than `room` bytes raises ENOSPC (as a full disk does at the
+    latest when the data reaches it)."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.fstat(fd).st_size > room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_stops_the_sweep_at_the_first_failed_write(workdir, capsys, monkeypatch):
+    """Issue 23, fault 7: the first run's first checkpoint fails; no other run trains, no
+    figure is attempted, one line names the file and says what to do; nothing is left
+    half-written."""
+    needs_digits()
+    from minits.experiments import tasks
+
+    trained, real_train = [], tasks.loop.train
+
+    def train(config, *args, **kwargs):
+        trained.append(config)
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(tasks.loop, "train", train)
+    _full_disk(monkeypatch)
+    out = workdir / "sweep"
+    code = cli.main(["compare", "--dataset", "digits", "--etas", "0.1", "--seeds", "2",
+                     "--iterations", "40", "--eval-every", "20", "--jobs", "1", "--no-progress",
+                     "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2 and len(trained) == 1 and "Traceback" not in captured.err
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("minits: error: ") and "No space left on device" in last
+    assert str(out / "runs") in last and "finished runs are kept" in last
+    assert RUN_AGAIN not in captured.err.replace(last, "")
+    assert not (out / "figures").exists() and not (out / "summary.txt").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

@@ -234,6 +234,8 @@ def _collect(futures, stop, stop_event, bar):
             outcome = _outcome(future, futures[future], bar)
             report(outcome, bar)
             outcomes.append(outcome)
+            if outcome.fatal:  # a full disk: stop the others
+                stop.set()
     return outcomes
 
 

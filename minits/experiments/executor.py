@@ -109,6 +109,8 @@ def _run_here(tasks, bar, threads):
                                threads=threads)
             report(outcome, bar)
             outcomes.append(outcome)
+            if outcome.fatal:  # a full disk: the next run would fail alike
+                break
     return outcomes, stop.is_set()
 
 
@@ -241,15 +243,17 @@ def _pool_round(tasks, jobs, bar, threads, work, ctx, event, messages):
 def _killers(tasks, lost, started, workers):
     """{id(task): how its worker died} for the lost tasks that were on a worker that died of
     something else than the broken pool's SIGTERM; when none is known, every lost task
-    that had started (so that no run kills worker after worker for ever)."""
+    that had started, and when none had, every lost task (a worker that dies before any
+    run, say in its start-up, must not make pool after pool for ever)."""
     for process in workers:
         process.join(timeout=5)
     dead = {p.pid: _death(p.exitcode) for p in workers
             if p.exitcode not in (None, 0, -signal.SIGTERM)}
     index = {id(t): i for i, t in enumerate(tasks)}
     on = {id(t): started[index[id(t)]] for t in lost}  # pid of the worker it was on, or 0
-    killers = {t: dead[pid] for t, pid in on.items() if pid in dead}
-    return killers or {t: "a worker process died" for t, pid in on.items() if pid}
+    why = ", ".join(sorted(set(dead.values()))) or "a worker process died"
+    return ({t: dead[pid] for t, pid in on.items() if pid in dead}
+            or {t: why for t, pid in on.items() if pid} or dict.fromkeys(on, why))
 
 
 def _death(exitcode):
@@ -281,6 +285,8 @@ def _collect(futures, event, bar):
                                   f"worker process failed: {exc!r}")
             report(outcome, bar)
             outcomes.append(outcome)
+            if outcome.fatal:  # a full disk: stop the others (their checkpoints may fail)
+                event.set()
         if event.is_set() and not cancelled:
             for future in pending:
                 future.cancel()

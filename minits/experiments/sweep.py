@@ -17,6 +17,11 @@ from .data import load_split
 from .tasks import Task
 
 
+class WriteError(RuntimeError):
+    """A run could not write its files for a reason every run shares (a full disk, a
+    read-only file system: tasks.WRITE_FAULTS); the sweep stopped there."""
+
+
 @dataclasses.dataclass
 class Plan:
     """What a sweep will do: all runs, and how many are done / to resume / new."""
@@ -109,6 +114,11 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
                                                    show_progress=show_progress, say=say,
                                                    threads=threads, executor=executor_name,
                                                    scheduler=scheduler)
+        for outcome in outcomes:
+            if outcome.fatal:
+                raise WriteError(f"{outcome.message}: the sweep stopped at this first failed "
+                                 f"write (finished runs are kept; make room and run the same "
+                                 f"command again)")
         groups, missing = summary.load_groups(out, the_plan.runs)
         failed = sum(o.status == "failed" for o in outcomes)
         table = summary.summarize(experiment, groups, missing, failed=failed)
