@@ -220,7 +220,13 @@ def _flatten(lists):
 def experiment_from_args(args):
     """The Experiment a parsed command line asks for, and its run folder (ValueError when
     the arguments are inconsistent)."""
+    if args.out == "":
+        raise ValueError("--out is empty: name a folder (without --out: runs/<name>)")
     exp, out = _experiment(args)
+    try:
+        experiments.rundir.check_folder(out)
+    except ValueError as exc:
+        raise ValueError(f"--out {exc}") from None
     if args.separation_scale and not any(v == "separation" for v, _ in exp.variants):
         raise ValueError("--separation-scale applies to the separation loss (Eq. (17)) "
                          "only, and this experiment has none")
@@ -280,7 +286,12 @@ def _finish(summary, out, args, stopped=False, failed=0):
     if not args.no_figures and any(summary.groups.values()):
         from . import plots  # matplotlib only for the faces
 
-        paths = plots.draw_all(summary, os.path.join(out, "figures"))
+        try:
+            paths = plots.draw_all(summary, os.path.join(out, "figures"))
+        except OSError as exc:  # a full disk, a read-only folder
+            print(f"minits: error: could not save the figures in {out} ({os_error(exc)}); "
+                  "the table above is complete", file=sys.stderr)
+            return EXIT_BAD_ARGS
         print("figures: " + ", ".join(os.path.relpath(p, out) for p in paths))
     if stopped:
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -312,6 +323,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
+    except OSError as exc:  # a read-only or full file system, a name it refuses
+        print(f"minits: error: cannot write in {out}: {os_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_ARGS
     except KeyboardInterrupt:
         print("\naborted: finished runs and saved checkpoints are kept; run the same command "
               "again to resume", file=sys.stderr)
@@ -342,8 +356,21 @@ def _report(parser, args):
     except ValueError as exc:  # a corrupt config.json or results file, named in exc
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
-    summaries.write(args.folder, summary)
+    try:
+        summaries.write(args.folder, summary)
+    except OSError as exc:  # a read-only folder: the table still, then why it is not saved
+        print(summaries.format_table(summary), end="")
+        print(f"minits: error: could not save the table in {args.folder} ({os_error(exc)}); "
+              "the table above is complete", file=sys.stderr)
+        return EXIT_BAD_ARGS
     return _finish(summary, args.folder, args)
+
+
+def os_error(exc):
+    """An OSError in words: 'Read-only file system: runs/x/summary.txt'."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {os.fsdecode(exc.filename)}"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -222,3 +222,90 @@ def test_a_full_disk_stops_the_sweep_at_the_first_failed_write(workdir, capsys, 
     assert RUN_AGAIN not in captured.err.replace(last, "")
     assert not (out / "figures").exists() and not (out / "summary.txt").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def _read_only(monkeypatch, folder):
+    """`folder` on a read-only file system: creating a file or a folder in it fails with
+    EROFS (as root ignores permission bits, the mount is what makes it read-only)."""
+    import tempfile
+
+    folder = os.path.abspath(folder)
+    real_mkstemp, real_mkdir = tempfile.mkstemp, os.mkdir
+
+    def inside(path):
+        return os.path.abspath(path).startswith(folder)
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if inside(dir):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, "x"))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        if inside(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def test_a_read_only_run_folder(workdir, capsys, monkeypatch):
+    """Issue 23, fault 8: compare into a read-only folder is one line naming it (rc 2);
+    report prints the table, then says it could not save it (rc 2), no traceback."""
+    needs_digits()
+    out = workdir / "sweep"
+    assert small_digits_sweep(out) == 0
+    table = (out / "summary.txt").read_text()
+    capsys.readouterr()
+    _read_only(monkeypatch, out)
+    assert small_digits_sweep(out / "again") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("minits: error: ")
+    assert str(out / "again") in err and "Read-only file system" in err
+    for argv in (["report", str(out)], ["report", str(out), "--no-figures"]):
+        assert cli.main(argv) == 2
+        captured = capsys.readouterr()
+        assert table.splitlines()[0] in captured.out and "Traceback" not in captured.err
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and "Read-only file system" in lines[0] and str(out) in lines[0]
+        assert "could not save" in lines[0]
+    assert (out / "summary.txt").read_text() == table
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file", "a long name", "empty"])
+def test_an_out_that_cannot_be_a_folder(workdir, capsys, case):
+    """Issue 23, fault 9 (and --out ''): refused before any work, one line naming --out,
+    rc 2."""
+    (workdir / "file").write_text("x")
+    out = {"a file": workdir / "file", "under a file": workdir / "file" / "sub",
+           "a long name": workdir / ("x" * 300) / "sub", "empty": ""}[case]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--dataset", "digits", "--iterations", "5", "--no-progress",
+                  "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        "minits: error: --out ")
+    assert (workdir / "file").read_text() == "x" and not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", ".lock"])
+def test_a_folder_where_a_run_folder_file_should_be(workdir, capsys, name):
+    """Issue 23, fault 10: config.json or .lock a folder: report and compare say so in
+    one line naming it (rc 2), no traceback, the folder left alone."""
+    needs_digits()
+    out = workdir / "sweep"
+    assert small_digits_sweep(out) == 0
+    (out / name).unlink(missing_ok=True)
+    (out / name).mkdir()
+    capsys.readouterr()
+    commands = {"compare": lambda: small_digits_sweep(out),
+                "report": lambda: cli.main(["report", str(out), "--no-figures"])}
+    for command, run in commands.items():
+        if name == ".lock" and command == "report":
+            continue  # report takes no lock
+        assert run() == 2, command
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1, (command, err)
+        assert str(out / name) in err and "is a folder" in err, (command, err)
+        assert (out / name).is_dir()
