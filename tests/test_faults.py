@@ -119,6 +119,19 @@ def test_a_batch_larger_than_the_data_set(workdir, capsys):
     assert not (workdir / "out").exists()
 
 
+def test_a_model_that_cannot_take_the_images(workdir, capsys):
+    """Issue 23, fault 12: LeNet-5 on the 8x8 digits is refused before any work (rc 2),
+    naming the model, the data set and its image size; no run folder is made."""
+    needs_digits()
+    code = cli.main(["train", "--dataset", "digits", "--model", "lenet5", "--out",
+                     str(workdir / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("minits: error: ")
+    assert "lenet5" in err and "digits" in err and "1x8x8" in err and "--model mlp" in err
+    assert not (workdir / "out").exists()
+
+
 def test_a_diverging_run_says_to_lower_the_learning_rate(workdir, capsys):
     """--lr 1e30 in this process (--jobs 1), figures drawn: no raw numpy RuntimeWarning
     (pytest turns them into errors), the table flags the run and says what to change."""

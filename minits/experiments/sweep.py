@@ -11,7 +11,7 @@ import os
 import sys
 
 from .. import datasets
-from ..training import results
+from ..training import build, results
 from . import executor, rundir, summary
 from .data import load_split
 from .tasks import Task
@@ -70,6 +70,13 @@ def check_data(experiment, train_set, test_set):
         raise ValueError(f"--batch-size {config.batch_size} is larger than the training set "
                          f"of {experiment.dataset} ({n} images): every step needs a full "
                          f"batch; choose --batch-size {n} or less")
+    shape = train_set.images.shape[1:]
+    try:  # the network of the runs, built once here: it must take these images
+        build.build_model(config, train_set.num_classes, shape)
+    except ValueError as exc:
+        raise ValueError(f"--model {config.model} cannot take the images of "
+                         f"{experiment.dataset} ({'x'.join(map(str, shape))}): {exc}; "
+                         f"choose another network (--model mlp)") from None
     if config.superclass and train_set.coarse_labels is None:
         raise ValueError(f"super-class measures need coarse labels; data set "
                          f"{experiment.dataset!r} has none")
