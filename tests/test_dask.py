@@ -7,6 +7,7 @@ killed mid-run, and through `dask scheduler` / `dask worker` processes. Loopback
 only (127.0.0.1); every cluster is stopped in a finally (or a with block).
 """
 
+import contextlib
 import glob
 import os
 import signal
@@ -210,6 +211,35 @@ class RecordingBar:
 
     def write(self, message):
         self.lines.append(message)
+
+
+def test_a_local_cluster_leaves_no_files_and_opens_no_dashboard(tmp_path, monkeypatch,
+                                                                 caplog, capsys):
+    """Issue 23, fault 13: the LocalCluster's scratch files go to a temporary folder that
+    is removed at the end (none in the working folder or the system's temporary folder),
+    and its scheduler serves nothing on the dashboard's port 8787 (held here, so that a
+    scheduler trying it would warn)."""
+    pytest.importorskip("distributed")
+    import tempfile
+
+    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    tmp.mkdir()
+    cwd.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.chdir(cwd)
+    holder = socket.socket()
+    with contextlib.suppress(OSError):  # taken already: a scheduler trying it warns alike
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    try:
+        with caplog.at_level("WARNING"):
+            assert cli.main([*SWEEP_ARGS, "--executor", "dask", "--jobs", "2",
+                             "--out", "out"]) == 0
+    finally:
+        holder.close()
+    assert sorted(os.listdir(cwd)) == ["out"] and os.listdir(tmp) == []
+    assert not glob.glob(str(tmp_path / "**" / "dask-scratch-space"), recursive=True)
+    assert "8787" not in caplog.text + capsys.readouterr().err
 
 
 def test_the_bar_counts_every_iteration_as_the_workers_report_them(tmp_path):

@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
+import tempfile
 import threading
 import time
 
@@ -54,6 +56,10 @@ PROGRESS_SECONDS = 1.0  # a worker event (no round trip) once a second
 # and unmapped at each step (MNIST quick on 2 workers: 28 s instead of 19 s, the
 # local pool's 18 s). None leaves glibc's own, adaptive, thresholds.
 GLIBC_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# A scheduler serves HTTP (health, metrics) even without its dashboard, on port 8787
+# unless told otherwise: warnings when another program holds the port, and an open port
+# nobody asked for. A free loopback port instead, and no dashboard.
+NO_DASHBOARD = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 
 
 # ----------------------------------------------------------------------------- on a worker
@@ -164,8 +170,9 @@ def check_scheduler(address, timeout):
 @contextlib.contextmanager
 def connect(jobs, scheduler=None):
     """A Client of the cluster at `scheduler` (an address, e.g. tcp://host:8786), or of a
-    new LocalCluster of `jobs` worker processes with one thread each (loopback only);
-    its workers inherit BLAS variables set to one thread."""
+    new LocalCluster of `jobs` worker processes with one thread each (loopback only, no
+    dashboard, its scratch files in a temporary folder removed at the end); its workers
+    inherit BLAS variables set to one thread."""
     if scheduler is not None:
         timeout = connect_timeout()
         try:
@@ -177,14 +184,20 @@ def connect(jobs, scheduler=None):
         with client:
             yield client
         return
-    with blas_thread_env(), dask.config.set(GLIBC_MALLOC):
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+    scratch = tempfile.mkdtemp(prefix="minits-dask-")
     try:
-        with Client(cluster) as client:
-            yield client
+        with blas_thread_env(), dask.config.set({**GLIBC_MALLOC,
+                                                 "temporary-directory": scratch}):
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   local_directory=scratch, scheduler_kwargs=NO_DASHBOARD)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
     finally:
-        cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_tasks_dask(tasks, bar, jobs=1, scheduler=None, threads=1):
