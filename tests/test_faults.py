@@ -93,6 +93,25 @@ def test_report_refuses_a_config_json_that_contradicts_the_results(workdir, caps
     assert (out / "summary.txt").read_bytes() == summary_before
 
 
+@pytest.mark.parametrize("edit", ["unknown field", "missing field", "no list", "bad seeds"])
+def test_report_names_config_json_whatever_is_wrong_in_it(workdir, capsys, edit):
+    """Issue 23 (smaller): an unknown or missing field of a configuration, a list that is
+    none, seeds that are not numbers: one line naming config.json, rc 2."""
+    needs_digits()
+    out = workdir / "sweep"
+    assert small_digits_sweep(out) == 0
+    saved = json.loads((out / "config.json").read_text())
+    {"unknown field": lambda: saved["configurations"][0].update(colour=1),
+     "missing field": lambda: saved["configurations"][0].pop("standardize"),
+     "no list": lambda: saved.update(configurations=5),
+     "bad seeds": lambda: saved["experiment"].update(seeds=["a"])}[edit]()
+    (out / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out / "config.json") in err and "Traceback" not in err
+
+
 # ----------------------------------------------------------------------------- never finishing
 
 def test_a_data_set_without_images(workdir, capsys):

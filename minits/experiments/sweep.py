@@ -135,19 +135,20 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
 
 def report(out):
     """Rebuild the Summary of the experiment in run folder `out` from its files."""
+    from ..training import RunConfig
     from .spec import Experiment
 
     saved = rundir.read_config(out)
-    e = saved["experiment"]
-    configs = saved["configurations"]
-    try:
+    try:  # every field checked here, so that an edited file is named with what is wrong
+        e = saved["experiment"]
+        configs = [RunConfig.from_dict(c) for c in saved["configurations"]]
         experiment = Experiment(**{**e, "variants": tuple(tuple(v) for v in e["variants"]),
                                    "seeds": tuple(e["seeds"])})
-    except (KeyError, TypeError) as exc:
+        stats = configs[0].standardize if configs else None
+        runs = experiment.runs(stats)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ValueError(f"{os.path.join(out, rundir.CONFIG)} does not describe an "
                          f"experiment minits knows ({type(exc).__name__}: {exc})") from exc
-    stats = configs[0]["standardize"] if configs else None
-    runs = experiment.runs(stats)
     groups, missing = summary.load_groups(out, runs)
     check_results_match(out, runs)
     return summary.summarize(experiment, groups, missing)
