@@ -76,6 +76,23 @@ def test_not_found_names_files_and_folders(isolated):
     assert "cifar-10-python.tar.gz" in str(err.value) and "batches.meta" in str(err.value)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_a_data_file_that_is_not_a_regular_file_is_named(isolated, kind):
+    """Issue 23 (smaller): a FIFO, or a link to a device, where a data file should be is
+    named as such (DatasetFormatError), not reported "not found"; nothing reads it."""
+    folder = isolated / "data" / "mnist"
+    write_mnist(folder, n_test=5)
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(DatasetFormatError) as err:
+        load("mnist", "test", isolated / "data")
+    assert str(path) in str(err.value) and "not a regular file" in str(err.value)
+
+
 def test_unknown_name_and_split():
     with pytest.raises(ValueError, match="unknown data set 'imagenet'"):
         load("imagenet")

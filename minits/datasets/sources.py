@@ -193,7 +193,8 @@ def locate(source, split, data_dir=None, download=None, progress=True):
             if archive.is_file():
                 return _extracted(source, split, archive)
     for misplaced in folders_for_files(source, split, data_dir):
-        raise DatasetFormatError(misplaced, f"is a folder, where {source.title} needs the file "
+        what = "a folder" if misplaced.is_dir() else "not a regular file (a FIFO, a device)"
+        raise DatasetFormatError(misplaced, f"is {what}, where {source.title} needs the file "
                                             f"{misplaced.name}; put the file itself there "
                                             "(docs/data.md)")
     failures = []
@@ -211,13 +212,14 @@ def locate(source, split, data_dir=None, download=None, progress=True):
 
 
 def folders_for_files(source, split, data_dir=None):
-    """Folders standing where a file of ``split`` should be (x.gz or x), in search order."""
+    """Folders, FIFOs, devices (or links to them) standing where a file of ``split``
+    should be (x.gz or x), in search order: anything there that is not a regular file."""
     found = []
     for folder in candidate_folders(source, data_dir):
         for name in source.files[split]:
             names = (name, name[:-3]) if name.endswith(".gz") else (name,)
             if resolve(folder, name) is None:
-                found += [folder / n for n in names if (folder / n).is_dir()]
+                found += [folder / n for n in names if (folder / n).exists()]
     return found
 
 
