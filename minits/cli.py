@@ -306,7 +306,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "report":
-        return _report(parser, args)
+        try:
+            return _report(parser, args)
+        except KeyboardInterrupt:
+            return _aborted()
     try:
         experiment, out = experiment_from_args(args)
         engine = _executor(args)
@@ -327,11 +330,18 @@ def main(argv=None):
         print(f"minits: error: cannot write in {out}: {os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_ARGS
     except KeyboardInterrupt:
-        print("\naborted: finished runs and saved checkpoints are kept; run the same command "
-              "again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _aborted()
     failed = sum(o.status == "failed" for o in outcomes)
-    return _finish(summary, out, args, stopped, failed)
+    try:
+        return _finish(summary, out, args, stopped, failed)
+    except KeyboardInterrupt:  # Ctrl-C (again) while the table and figures are written
+        return _aborted()
+
+
+def _aborted():
+    print("\naborted: finished runs and saved checkpoints are kept; run the same command "
+          "again to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _executor(args):

@@ -182,6 +182,38 @@ def test_interrupted_runs_keep_the_run_again_advice(workdir, capsys, monkeypatch
     assert "1 run(s) not finished: run the same command again" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_a_ctrl_c_while_the_figures_are_drawn_is_one_line(workdir, capsys, monkeypatch,
+                                                          command):
+    """Issue 23 (smaller): a Ctrl-C after the runs (a second one, once the sweep has
+    stopped; or during `report`) ends the command with one line and status 130, not a
+    KeyboardInterrupt traceback; the run folder keeps everything."""
+    needs_digits()
+    from minits import plots
+
+    out = workdir / "sweep"
+    if command == "report":
+        assert small_digits_sweep(out) == 0
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "draw_all", interrupted)
+    capsys.readouterr()
+    argv = ["report", str(out)]
+    if command == "compare":  # small_digits_sweep's, with the figures
+        argv = ["compare", "--dataset", "digits", "--etas", "0.1", "--variants", "one-scale",
+                "two-scale", "--seeds", "1", "--iterations", "20", "--eval-every", "10",
+                "--hidden", "8", "--jobs", "1", "--no-progress", "--out", str(out)]
+    try:
+        code = cli.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped (a traceback on the terminal)")
+    assert code == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("aborted: ")
+    assert len(list((out / "runs").glob("*/seed-000.npz"))) == 2
+
+
 def test_a_failed_run_is_not_told_to_run_again(workdir, capsys, monkeypatch):
     """A run that ends in an error (here: a broken loss) has no results; the table says
     so, without the advice meant for interrupted runs."""
