@@ -14,6 +14,7 @@ finished and resumes what is not. Arguments are checked before any work starts.
 """
 
 import argparse
+import difflib
 import math
 import os
 import sys
@@ -183,6 +184,33 @@ def build_parser():
     return parser
 
 
+def parse(parser, argv=None):
+    """parser.parse_args, except that an unknown option after a command is refused by that
+    command (its usage, not the top level's), with the closest options it has; and no
+    option is taken for another by its prefix (--job is not --jobs)."""
+    for command in _commands(parser).values():
+        command.allow_abbrev = False
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _commands(parser).get(getattr(args, "command", None), parser)
+        options = [o for a in command._actions for o in a.option_strings]
+        near = list(dict.fromkeys(  # the closest first, each once
+            m for u in unknown if u.startswith("-")
+            for m in difflib.get_close_matches(u.split("=")[0], options, n=2, cutoff=0.75)))
+        command.error(f"unrecognized arguments: {' '.join(unknown)}"
+                      + (f" (did you mean {' or '.join(near)}?)" if near else ""))
+    return args
+
+
+def _commands(parser):
+    """{name: parser} of the commands of `parser`, and the parser itself under None."""
+    found = {None: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
 def _compare_and_train(sub):
     """The two commands for one's own comparisons: compare (several losses) and train."""
     p = sub.add_parser("compare", help="traditional vs two-scale variants vs plain "
@@ -304,7 +332,7 @@ def _finish(summary, out, args, stopped=False, failed=0):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command == "report":
         try:
             return _report(parser, args)

@@ -110,6 +110,26 @@ def test_impl_reaches_every_run():
             assert {c.impl for c in exp.runs()} == {impl}, argv
 
 
+@pytest.mark.parametrize("argv, wrong, hint", [
+    (["compare", "--dataset", "digits", "--job", "2"], "--job 2", "--jobs"),
+    (["reproduce", "mnist", "--seed", "3"], "--seed 3", "--seeds"),
+    (["train", "--dataset", "digits", "--varient", "fixed"], "--varient fixed", "--variant"),
+    (["report", "runs/x", "--no-figure"], "--no-figure", "--no-figures"),
+])
+def test_an_unknown_option_is_refused_by_its_command_with_a_suggestion(tmp_path, capsys, argv,
+                                                                         wrong, hint):
+    """Issue 23: no prefix matching (--job is not --jobs), and an unknown option after a
+    command gives that command's usage and the closest option it has."""
+    out = [] if argv[0] == "report" else ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, *out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: minits {argv[0]} ")
+    assert f"unrecognized arguments: {wrong} (did you mean {hint}?)" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("env, given, expected", [
     (None, [], "fast"), ("plain", [], "plain"), ("fast", [], "fast"),
     ("plain", ["--impl", "fast"], "fast"), ("fast", ["--impl", "plain"], "plain"),
