@@ -311,7 +311,8 @@ def test_reproduce_mnist_quick_on_real_data(tmp_path, capsys):
     figures, and eta = 100 is the traditional loss on every batch (Sec. 3.3)."""
     data = shared_data_dir()
     if data is None:
-        pytest.skip("MNIST not available: set MINITS_DATA to the shared data folder")
+        pytest.skip("MNIST not available: set MINITS_DATA to a folder holding mnist/ "
+                    "(docs/data.md)")
     out = tmp_path / "mnist"
     code = cli.main(["reproduce", "mnist", "--preset", "quick", "--seeds", "2",
                      "--iterations", "200", "--eval-every", "50", "--etas", "0.01", "100",
