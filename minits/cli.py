@@ -4,8 +4,8 @@
     minits reproduce mnist --preset quick        # Fig. 9 in a few minutes
     minits reproduce cifar100 --preset paper --jobs 2 --out runs/c100
     minits reproduce cifar100 --preset paper --scheduler tcp://host:8786 --out /shared/c100
-    minits compare --dataset fashion-mnist --etas 0.01 1 --seeds 3
-    minits train --dataset mnist --variant two-scale --eta 0.01
+    minits compare fashion-mnist --etas 0.01 1 --seeds 3
+    minits train mnist --variant two-scale --eta 0.01
     minits report runs/mnist-quick               # table and figures again
 
 Every command writes a run folder (see minits.experiments.rundir), prints the
@@ -143,7 +143,10 @@ def _training_args(m):
 
 
 def _model_args(p):
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
+                   help="the data set: " + ", ".join(DATASETS))
+    # the older spelling, still understood; DATASET is the one the help shows
+    p.add_argument("--dataset", dest="dataset_option", choices=DATASETS, help=argparse.SUPPRESS)
     p.add_argument("--model", choices=("mlp", "lenet5"),
                    help="network (default: lenet5 for CIFAR, mlp otherwise)")
     p.add_argument("--hidden", type=hidden_list, default=[128], metavar="W[,W...]",
@@ -261,7 +264,20 @@ def experiment_from_args(args):
     return exp, out
 
 
+def _one_dataset(args):
+    """args.dataset from DATASET or the older --dataset (ValueError: neither, or both
+    naming different sets)."""
+    given = {d for d in (args.dataset, args.dataset_option) if d}
+    if len(given) != 1:
+        raise ValueError(f"name one data set: minits {args.command} DATASET (one of "
+                         f"{', '.join(DATASETS)})" + (f"; got {' and '.join(sorted(given))}"
+                                                     if given else ""))
+    args.dataset = given.pop()
+
+
 def _experiment(args):
+    if args.command in ("compare", "train"):
+        _one_dataset(args)
     if args.command == "demo":
         exp = presets.demo(seeds=args.seeds, iterations=args.iterations, **_run_fields(args))
         return _with_overrides(exp, args), args.out or os.path.join("runs", "demo")

@@ -53,7 +53,7 @@ def minits_env(**extra):
     (["demo", "--iterations", "-5"], "must be >= 1"),
     (["train", "--dataset", "digits", "--impl", "quick"], "invalid choice: 'quick'"),
     # the old alias of --threads is gone
-    (["compare", "--dataset", "digits", "--blas-threads", "2"],
+    (["compare", "digits", "--blas-threads", "2"],
      "unrecognized arguments: --blas-threads 2"),
     (["train", "--dataset", "digits", "--separation-scale", "frozen"], "invalid choice"),
     (["train", "--dataset", "digits", "--separation-scale", "trained"],
@@ -110,10 +110,28 @@ def test_impl_reaches_every_run():
             assert {c.impl for c in exp.runs()} == {impl}, argv
 
 
+@pytest.mark.parametrize("command", ["compare", "train"])
+def test_the_data_set_is_named_as_reproduce_names_its_figure(command, capsys):
+    """Issue 23: one convention: `minits compare mnist`, `minits train mnist`, as
+    `minits reproduce mnist`; the older --dataset still means the same."""
+    def experiment(*argv):
+        args = cli.parse(cli.build_parser(), [command, *argv])
+        return cli.experiment_from_args(args)
+
+    assert experiment("digits") == experiment("--dataset", "digits")
+    assert experiment("digits", "--seeds", "2")[0].dataset == "digits"
+    assert "DATASET" in cli.build_parser()._subparsers._group_actions[0].choices[
+        command].format_usage()
+    for argv, words in ((("digits", "--dataset", "mnist"), "got digits and mnist"),
+                        ((), "name one data set")):
+        with pytest.raises(ValueError, match=words):
+            experiment(*argv)
+
+
 @pytest.mark.parametrize("argv, wrong, hint", [
-    (["compare", "--dataset", "digits", "--job", "2"], "--job 2", "--jobs"),
+    (["compare", "digits", "--job", "2"], "--job 2", "--jobs"),
     (["reproduce", "mnist", "--seed", "3"], "--seed 3", "--seeds"),
-    (["train", "--dataset", "digits", "--varient", "fixed"], "--varient fixed", "--variant"),
+    (["train", "digits", "--varient", "fixed"], "--varient fixed", "--variant"),
     (["report", "runs/x", "--no-figure"], "--no-figure", "--no-figures"),
 ])
 def test_an_unknown_option_is_refused_by_its_command_with_a_suggestion(tmp_path, capsys, argv,
