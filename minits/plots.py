@@ -160,14 +160,16 @@ def histograms(summary, path):
     if pair is None:
         return None
     fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharey="row")
-    rows = [("max probability max_i p_i (Fig. 4)", lambda t: t["p_max"], (0, 1)),
+    rows = [("max probability max_i p_i (Fig. 4)", lambda t: t["p_max"], (0, 1),
+             "largest probability of the object"),
             ("probability of the correct class p_i(s) (Fig. 5)", lambda t: t["p_correct"],
-             (0, 1)),
+             (0, 1), "probability of the correct class"),
             ("δp = p_i(s) - max p_i, misclassified objects (Fig. 6)",
-             lambda t: t["delta_p"], (-1, 0))]
+             lambda t: t["delta_p"], (-1, 0), "δp: how far the correct class falls short")]
     for col, (row_obj, runs) in enumerate(pair):
-        for row, (title, get, rng) in enumerate(rows):
+        for row, (title, get, rng, xlabel) in enumerate(rows):
             ax = axes[row, col]
+            ax.set_xlabel(xlabel, fontsize=9)
             values = np.concatenate([get(r.test) for r in runs])
             ax.hist(values, bins=40, range=rng, color="tab:blue" if col == 0 else "0.35")
             ax.set_title(f"{row_obj.label}: {title}", fontsize=9)
@@ -299,7 +301,7 @@ def final_vs_eta(summary, path):
             ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=variant,
                         ls={"two-scale": "-", "fixed": "--", "separation": "-."}[variant])
         ax.set_xscale("log")
-        ax.set_xlabel("η")
+        ax.set_xlabel("η, the threshold of Eq. (13) (log scale)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(("training set" if name == "train_acc" else "test set")
                      + ", end of training")
