@@ -79,6 +79,25 @@ def eta_list(text):
     return values
 
 
+LOSSES = ("traditional", "two-scale", "fixed", "separation", "plain-ce")
+"""The losses as the command line, the tables and the figures name them: "traditional" is
+the paper's name of Eq. (13) with R2 = R1, the variant "one-scale" (still understood)."""
+
+
+def loss_name(text):
+    """--variant / --variants: a name of LOSSES -> the RunConfig variant."""
+    variant = {"traditional": "one-scale"}.get(text, text)
+    if variant not in VARIANTS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                         f"{', '.join(LOSSES)})")
+    return variant
+
+
+def shown(variant):
+    """The name LOSSES gives a RunConfig variant."""
+    return "traditional" if variant == "one-scale" else variant
+
+
 def hidden_list(text):
     return [positive_int(p) for p in text.split(",") if p.strip()]
 
@@ -221,15 +240,16 @@ def _compare_and_train(sub):
     _model_args(p)
     p.add_argument("--etas", type=eta_list, nargs="+", metavar="ETA",
                    help="eta values (default 0.01 0.1 1 10 100)")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS,
+    p.add_argument("--variants", nargs="+", type=loss_name, metavar="LOSS",
                    default=["one-scale", "two-scale", "plain-ce"],
-                   help="losses to compare (default one-scale two-scale plain-ce)")
+                   help=f"losses to compare, of {', '.join(LOSSES)} (default traditional "
+                        "two-scale plain-ce)")
     _common(p, seeds_default=3)
 
     p = sub.add_parser("train", help="one loss configuration (over --seeds seeds)")
     _model_args(p)
-    p.add_argument("--variant", choices=VARIANTS, default="two-scale",
-                   help="loss (default two-scale)")
+    p.add_argument("--variant", type=loss_name, default="two-scale",
+                   metavar="{" + ",".join(LOSSES) + "}", help="loss (default two-scale)")
     p.add_argument("--eta", type=positive_float,
                    help="threshold of Eq. (13) (two-scale, fixed, separation; default 0.01)")
     _common(p, seeds_default=1)
@@ -302,13 +322,14 @@ def _experiment(args):
     # train
     if args.variant in ("plain-ce", "one-scale"):
         if args.eta is not None:
-            raise ValueError(f"--eta does not apply to --variant {args.variant}")
+            raise ValueError(f"--eta does not apply to --variant {shown(args.variant)}")
         etas = ()
     else:
         etas = (args.eta if args.eta is not None else 0.01,)
     exp = presets.compare(args.dataset, etas=etas, variants=(args.variant,), seeds=args.seeds,
                           standardize=args.standardize, model=args.model, name="train",
-                          title=f"{args.variant} on {args.dataset}", **length, **fields)
+                          title=f"{shown(args.variant)} on {args.dataset}", **length,
+                          **fields)
     key = exp.configs()[0].key
     return exp, args.out or os.path.join("runs", f"train-{args.dataset}-{key}")
 

@@ -128,6 +128,29 @@ def test_the_data_set_is_named_as_reproduce_names_its_figure(command, capsys):
             experiment(*argv)
 
 
+def test_the_traditional_loss_has_one_name(capsys):
+    """Issue 23: the command line names the losses as the tables do: `--variant
+    traditional` (the older `one-scale` still understood), and a wrong name lists them."""
+    def experiment(*argv):
+        return cli.experiment_from_args(cli.parse(cli.build_parser(), list(argv)))[0]
+
+    train = experiment("train", "digits", "--variant", "traditional")
+    assert train.variants == (("one-scale", None),) and train.title == "traditional on digits"
+    assert train == experiment("train", "digits", "--variant", "one-scale")
+    compare = experiment("compare", "digits", "--variants", "traditional", "two-scale",
+                         "--etas", "0.1")
+    assert [v for v, _ in compare.variants] == ["one-scale", "two-scale"]
+    assert experiment("compare", "digits").variants[0] == ("one-scale", None)
+    for command in ("train", "compare"):
+        usage = cli.build_parser()._subparsers._group_actions[0].choices[command].format_help()
+        assert "traditional" in usage and "one-scale" not in usage, command
+    with pytest.raises(SystemExit):
+        experiment("train", "digits", "--variant", "tradition")
+    assert "choose from traditional, two-scale" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--eta does not apply to --variant traditional"):
+        experiment("train", "digits", "--variant", "traditional", "--eta", "0.1")
+
+
 @pytest.mark.parametrize("argv, wrong, hint", [
     (["compare", "digits", "--job", "2"], "--job 2", "--jobs"),
     (["reproduce", "mnist", "--seed", "3"], "--seed 3", "--seeds"),
