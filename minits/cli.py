@@ -426,8 +426,8 @@ def _report(parser, args):
 
     try:
         summary = experiments.report(args.folder)
-    except FileNotFoundError as exc:
-        parser.error(f"{args.folder} is not a run folder ({exc})")
+    except OSError as exc:  # none there, a file, a name too long for the file system
+        parser.error(f"{args.folder} is not a run folder ({os_error(exc)})")
     except ValueError as exc:  # a corrupt config.json or results file, named in exc
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS

@@ -353,6 +353,19 @@ def test_an_out_that_cannot_be_a_folder(workdir, capsys, case):
     assert (workdir / "file").read_text() == "x" and not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("case", ["a file", "a long name"])
+def test_report_of_a_folder_that_cannot_be_one(workdir, capsys, case):
+    """Issue 23 (fault 9, for report): a file or a name too long for the file system is
+    'not a run folder', rc 2, no traceback."""
+    (workdir / "file").write_text("x")
+    folder = {"a file": workdir / "file", "a long name": workdir / ("x" * 300)}[case]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", str(folder)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{folder} is not a run folder" in err
+
+
 @pytest.mark.parametrize("name", ["config.json", ".lock"])
 def test_a_folder_where_a_run_folder_file_should_be(workdir, capsys, name):
     """Issue 23, fault 10: config.json or .lock a folder: report and compare say so in
