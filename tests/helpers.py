@@ -460,3 +460,15 @@ def kill_own_worker_on_seed_1(task):
     if task.config.seed == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return executor._worker_run(task)
+
+
+def disk_full_on_seed_0(task):
+    """A pool worker's work (executor._run_pool(work=...)): the runs of seed 0 fail as a
+    full disk makes them fail (tasks.run_task's Outcome), the others train."""
+    from minits.experiments import executor
+    from minits.experiments.tasks import Outcome
+
+    if task.config.seed == 0:
+        return Outcome(task.config.key, 0, "failed", "OSError: [Errno 28] No space left on "
+                       f"device: '{task.checkpoint_path}'", fatal=True)
+    return executor._worker_run(task)

@@ -11,7 +11,12 @@ import threading
 import time
 
 import pytest
-from helpers import SWEEP_ARGS, assert_same_results, kill_own_worker_on_seed_1
+from helpers import (
+    SWEEP_ARGS,
+    assert_same_results,
+    disk_full_on_seed_0,
+    kill_own_worker_on_seed_1,
+)
 
 from minits import cli
 from minits.experiments import executor, presets, sweep
@@ -69,3 +74,16 @@ def test_a_run_that_kills_its_worker_twice_fails_alone(tmp_path):
             assert state == "failed" and "its worker process died twice" in message, message
         else:
             assert state == "done", (key, message)
+
+
+def test_a_full_disk_in_a_worker_stops_the_pool(tmp_path):
+    """Issue 23, fault 7 with --jobs 2: the first run that cannot write stops the others
+    (a checkpoint, then out), and queued runs do not start."""
+    experiment = presets.compare("digits", etas=(0.1,), variants=("one-scale", "two-scale"),
+                                 seeds=2, iterations=3000, eval_every=1000, hidden=(8,))
+    tasks = sweep.plan(experiment, str(tmp_path / "out")).tasks
+    bar = progress_bar(total=4 * 3000, enabled=False)
+    outcomes, stopped = executor._run_pool(tasks, 2, bar, 1, work=disk_full_on_seed_0)
+    assert stopped and any(o.fatal for o in outcomes)
+    assert all(o.fatal for o in outcomes if o.seed == 0)
+    assert not any(o.status == "done" for o in outcomes), [(o.key, o.status) for o in outcomes]
