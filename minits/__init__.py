@@ -17,3 +17,15 @@ from .optim import SGD, ScaleWarning
 from .scale import scale_R
 
 __version__ = "0.1.0"
+
+_ON_ACCESS = ("training", "experiments")
+
+
+def __getattr__(name):
+    """`mt.training`, `mt.experiments`: imported at first use (PEP 562), so that
+    `import minits` stays the plain code alone (training's set-up imports minits.fast)."""
+    if name in _ON_ACCESS:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

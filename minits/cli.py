@@ -4,8 +4,8 @@
     minits reproduce mnist --preset quick        # Fig. 9 in a few minutes
     minits reproduce cifar100 --preset paper --jobs 2 --out runs/c100
     minits reproduce cifar100 --preset paper --scheduler tcp://host:8786 --out /shared/c100
-    minits compare --dataset fashion-mnist --etas 0.01 1 --seeds 3
-    minits train --dataset mnist --variant two-scale --eta 0.01
+    minits compare fashion-mnist --etas 0.01 1 --seeds 3
+    minits train mnist --variant two-scale --eta 0.01
     minits report runs/mnist-quick               # table and figures again
     minits assignment make student/              # coursework: the student copy
     minits assignment grade class/* --out grades.csv
@@ -16,6 +16,7 @@ finished and resumes what is not. Arguments are checked before any work starts.
 """
 
 import argparse
+import difflib
 import math
 import os
 import sys
@@ -79,6 +80,25 @@ def eta_list(text):
                 f"eta must be a finite number > 0 (Eq. (13) splits at eta > 0), got {part}")
         values.append(value)
     return values
+
+
+LOSSES = ("traditional", "two-scale", "fixed", "separation", "plain-ce")
+"""The losses as the command line, the tables and the figures name them: "traditional" is
+the paper's name of Eq. (13) with R2 = R1, the variant "one-scale" (still understood)."""
+
+
+def loss_name(text):
+    """--variant / --variants: a name of LOSSES -> the RunConfig variant."""
+    variant = {"traditional": "one-scale"}.get(text, text)
+    if variant not in VARIANTS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                         f"{', '.join(LOSSES)})")
+    return variant
+
+
+def shown(variant):
+    """The name LOSSES gives a RunConfig variant."""
+    return "traditional" if variant == "one-scale" else variant
 
 
 def hidden_list(text):
@@ -145,7 +165,10 @@ def _training_args(m):
 
 
 def _model_args(p):
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
+                   help="the data set: " + ", ".join(DATASETS))
+    # the older spelling, still understood; DATASET is the one the help shows
+    p.add_argument("--dataset", dest="dataset_option", choices=DATASETS, help=argparse.SUPPRESS)
     p.add_argument("--model", choices=("mlp", "lenet5"),
                    help="network (default: lenet5 for CIFAR, mlp otherwise)")
     p.add_argument("--hidden", type=hidden_list, default=[128], metavar="W[,W...]",
@@ -216,6 +239,38 @@ def _assignment_parser(sub):
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def parse(parser, argv=None):
+    """parser.parse_args, except that an unknown option after a command is refused by that
+    command (its usage, not the top level's), with the closest options it has; and no
+    option is taken for another by its prefix (--job is not --jobs)."""
+    for command in _commands(parser).values():
+        command.allow_abbrev = False
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        found = _commands(parser)
+        command = (found.get(getattr(args, "action", None))
+                   or found.get(getattr(args, "command", None), parser))
+        options = [o for a in command._actions for o in a.option_strings]
+        near = list(dict.fromkeys(  # the closest first, each once
+            m for u in unknown if u.startswith("-")
+            for m in difflib.get_close_matches(u.split("=")[0], options, n=2, cutoff=0.75)))
+        command.error(f"unrecognized arguments: {' '.join(unknown)}"
+                      + (f" (did you mean {' or '.join(near)}?)" if near else ""))
+    return args
+
+
+def _commands(parser):
+    """{name: parser} of the commands of `parser` and of theirs (assignment's make and
+    grade), and the parser itself under None."""
+    found = {None: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found[name] = command
+                found.update({k: v for k, v in _commands(command).items() if k is not None})
+    return found
+
+
 def _compare_and_train(sub):
     """The two commands for one's own comparisons: compare (several losses) and train."""
     p = sub.add_parser("compare", help="traditional vs two-scale variants vs plain "
@@ -223,15 +278,16 @@ def _compare_and_train(sub):
     _model_args(p)
     p.add_argument("--etas", type=eta_list, nargs="+", metavar="ETA",
                    help="eta values (default 0.01 0.1 1 10 100)")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS,
+    p.add_argument("--variants", nargs="+", type=loss_name, metavar="LOSS",
                    default=["one-scale", "two-scale", "plain-ce"],
-                   help="losses to compare (default one-scale two-scale plain-ce)")
+                   help=f"losses to compare, of {', '.join(LOSSES)} (default traditional "
+                        "two-scale plain-ce)")
     _common(p, seeds_default=3)
 
     p = sub.add_parser("train", help="one loss configuration (over --seeds seeds)")
     _model_args(p)
-    p.add_argument("--variant", choices=VARIANTS, default="two-scale",
-                   help="loss (default two-scale)")
+    p.add_argument("--variant", type=loss_name, default="two-scale",
+                   metavar="{" + ",".join(LOSSES) + "}", help="loss (default two-scale)")
     p.add_argument("--eta", type=positive_float,
                    help="threshold of Eq. (13) (two-scale, fixed, separation; default 0.01)")
     _common(p, seeds_default=1)
@@ -253,14 +309,33 @@ def _flatten(lists):
 def experiment_from_args(args):
     """The Experiment a parsed command line asks for, and its run folder (ValueError when
     the arguments are inconsistent)."""
+    if args.out == "":
+        raise ValueError("--out is empty: name a folder (without --out: runs/<name>)")
     exp, out = _experiment(args)
+    try:
+        experiments.rundir.check_folder(out)
+    except ValueError as exc:
+        raise ValueError(f"--out {exc}") from None
     if args.separation_scale and not any(v == "separation" for v, _ in exp.variants):
         raise ValueError("--separation-scale applies to the separation loss (Eq. (17)) "
                          "only, and this experiment has none")
     return exp, out
 
 
+def _one_dataset(args):
+    """args.dataset from DATASET or the older --dataset (ValueError: neither, or both
+    naming different sets)."""
+    given = {d for d in (args.dataset, args.dataset_option) if d}
+    if len(given) != 1:
+        raise ValueError(f"name one data set: minits {args.command} DATASET (one of "
+                         f"{', '.join(DATASETS)})" + (f"; got {' and '.join(sorted(given))}"
+                                                     if given else ""))
+    args.dataset = given.pop()
+
+
 def _experiment(args):
+    if args.command in ("compare", "train"):
+        _one_dataset(args)
     if args.command == "demo":
         exp = presets.demo(seeds=args.seeds, iterations=args.iterations, **_run_fields(args))
         return _with_overrides(exp, args), args.out or os.path.join("runs", "demo")
@@ -285,13 +360,14 @@ def _experiment(args):
     # train
     if args.variant in ("plain-ce", "one-scale"):
         if args.eta is not None:
-            raise ValueError(f"--eta does not apply to --variant {args.variant}")
+            raise ValueError(f"--eta does not apply to --variant {shown(args.variant)}")
         etas = ()
     else:
         etas = (args.eta if args.eta is not None else 0.01,)
     exp = presets.compare(args.dataset, etas=etas, variants=(args.variant,), seeds=args.seeds,
                           standardize=args.standardize, model=args.model, name="train",
-                          title=f"{args.variant} on {args.dataset}", **length, **fields)
+                          title=f"{shown(args.variant)} on {args.dataset}", **length,
+                          **fields)
     key = exp.configs()[0].key
     return exp, args.out or os.path.join("runs", f"train-{args.dataset}-{key}")
 
@@ -313,7 +389,12 @@ def _finish(summary, out, args, stopped=False, failed=0):
     if not args.no_figures and any(summary.groups.values()):
         from . import plots  # matplotlib only for the faces
 
-        paths = plots.draw_all(summary, os.path.join(out, "figures"))
+        try:
+            paths = plots.draw_all(summary, os.path.join(out, "figures"))
+        except OSError as exc:  # a full disk, a read-only folder
+            print(f"minits: error: could not save the figures in {out} ({os_error(exc)}); "
+                  "the table above is complete", file=sys.stderr)
+            return EXIT_BAD_ARGS
         print("figures: " + ", ".join(os.path.relpath(p, out) for p in paths))
     if stopped:
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -326,9 +407,12 @@ def _finish(summary, out, args, stopped=False, failed=0):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command == "report":
-        return _report(parser, args)
+        try:
+            return _report(parser, args)
+        except KeyboardInterrupt:
+            return _aborted()
     if args.command == "assignment":
         return _assignment(parser, args)
     try:
@@ -347,12 +431,22 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
+    except OSError as exc:  # a read-only or full file system, a name it refuses
+        print(f"minits: error: cannot write in {out}: {os_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_ARGS
     except KeyboardInterrupt:
-        print("\naborted: finished runs and saved checkpoints are kept; run the same command "
-              "again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _aborted()
     failed = sum(o.status == "failed" for o in outcomes)
-    return _finish(summary, out, args, stopped, failed)
+    try:
+        return _finish(summary, out, args, stopped, failed)
+    except KeyboardInterrupt:  # Ctrl-C (again) while the table and figures are written
+        return _aborted()
+
+
+def _aborted():
+    print("\naborted: finished runs and saved checkpoints are kept; run the same command "
+          "again to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _executor(args):
@@ -372,12 +466,18 @@ def _report(parser, args):
 
     try:
         summary = experiments.report(args.folder)
-    except FileNotFoundError as exc:
-        parser.error(f"{args.folder} is not a run folder ({exc})")
+    except OSError as exc:  # none there, a file, a name too long for the file system
+        parser.error(f"{args.folder} is not a run folder ({os_error(exc)})")
     except ValueError as exc:  # a corrupt config.json or results file, named in exc
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
-    summaries.write(args.folder, summary)
+    try:
+        summaries.write(args.folder, summary)
+    except OSError as exc:  # a read-only folder: the table still, then why it is not saved
+        print(summaries.format_table(summary), end="")
+        print(f"minits: error: could not save the table in {args.folder} ({os_error(exc)}); "
+              "the table above is complete", file=sys.stderr)
+        return EXIT_BAD_ARGS
     return _finish(summary, args.folder, args)
 
 
@@ -394,12 +494,19 @@ def _assignment(parser, args):
         print(f"minits: error: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
     except OSError as exc:  # the copy or the grades could not be written
-        print(f"minits: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        print(f"minits: error: {os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_ARGS
     except KeyboardInterrupt:
         print("\naborted: every grading process was ended; nothing was written",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def os_error(exc):
+    """An OSError in words: 'Read-only file system: runs/x/summary.txt'."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {os.fsdecode(exc.filename)}"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

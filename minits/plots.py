@@ -8,10 +8,13 @@ a band of ± one standard deviation, train left and test right.
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from . import atomic  # noqa: E402
 from .experiments.summary import best_row  # noqa: E402
@@ -61,10 +64,11 @@ def smooth(values, window):
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _save(fig, path, title):
-    """Give the figure its title, lay it out and save it atomically as PNG."""
+def _save(fig, path, title, bottom=0.0):
+    """Give the figure its title, lay it out (leaving `bottom`, a fraction of the height,
+    to a legend below the panels) and save it atomically as PNG."""
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     with atomic.atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
@@ -103,8 +107,19 @@ def accuracy_curves(summary, path):
     return _save(fig, path, summary.experiment.title)
 
 
+def _legend_below(fig, ax, title="loss (seeds)"):
+    """The legend of `ax` under the panels, where it hides no line; returns the fraction
+    of the figure's height it takes (for _save)."""
+    handles, labels = ax.get_legend_handles_labels()
+    columns = min(4, max(1, len(labels)))
+    rows = -(-len(labels) // columns)
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, title=title,
+               title_fontsize=8, frameon=False)
+    return (0.4 + 0.2 * rows) / fig.get_figheight()
+
+
 def _final_curves(summary, path, x_key, y_key, xlabel, ylabel, title, percent_x=False):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for key, (label, color, ls), runs in _groups(summary):
         for ax, split in zip(axes, ("train", "test"), strict=True):
             x = np.asarray(getattr(runs[0], split)[x_key], dtype=float)
@@ -115,21 +130,24 @@ def _final_curves(summary, path, x_key, y_key, xlabel, ylabel, title, percent_x=
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right", title="loss (seeds)", title_fontsize=8)
-    return _save(fig, path, title)
+    return _save(fig, path, title, bottom=_legend_below(fig, axes[1]))
 
 
 def close_enough(summary, path, superclass=False):
     """Figs. 2 and 7: close-enough accuracy acc_at against at, at the end of training."""
     key = "superclass_close_enough" if superclass else "close_enough"
     what = "super-classes" if superclass else "classes"
-    return _final_curves(summary, path, "close_enough_at", key, "at",
-                         "acc_at (%)", f"Close-enough performance ({what}), end of training")
+    return _final_curves(summary, path, "close_enough_at", key,
+                         "at: how far p_i(s) may fall short of the largest probability",
+                         "objects with p_i(s) ≥ max_i p_i − at (%)",
+                         f"Close-enough accuracy acc_at ({what}), end of training")
 
 
 def top_k(summary, path):
     """Fig. 3: top-k accuracy against k, at the end of training."""
-    return _final_curves(summary, path, "topk_k", "topk", "k", "top-k accuracy (%)",
+    return _final_curves(summary, path, "topk_k", "topk",
+                         "k: the correct class among the k most probable",
+                         "top-k accuracy (%)",
                          "Top-k performance, end of training")
 
 
@@ -142,14 +160,16 @@ def histograms(summary, path):
     if pair is None:
         return None
     fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharey="row")
-    rows = [("max probability max_i p_i (Fig. 4)", lambda t: t["p_max"], (0, 1)),
+    rows = [("max probability max_i p_i (Fig. 4)", lambda t: t["p_max"], (0, 1),
+             "largest probability of the object"),
             ("probability of the correct class p_i(s) (Fig. 5)", lambda t: t["p_correct"],
-             (0, 1)),
+             (0, 1), "probability of the correct class"),
             ("δp = p_i(s) - max p_i, misclassified objects (Fig. 6)",
-             lambda t: t["delta_p"], (-1, 0))]
+             lambda t: t["delta_p"], (-1, 0), "δp: how far the correct class falls short")]
     for col, (row_obj, runs) in enumerate(pair):
-        for row, (title, get, rng) in enumerate(rows):
+        for row, (title, get, rng, xlabel) in enumerate(rows):
             ax = axes[row, col]
+            ax.set_xlabel(xlabel, fontsize=9)
             values = np.concatenate([get(r.test) for r in runs])
             ax.hist(values, bins=40, range=rng, color="tab:blue" if col == 0 else "0.35")
             ax.set_title(f"{row_obj.label}: {title}", fontsize=9)
@@ -196,37 +216,63 @@ def pooled_reliability(runs):
     return np.linspace(0.0, 1.0, len(count) + 1), conf, acc, count
 
 
+RELIABILITY_STYLE = {
+    "accuracy": dict(facecolor="tab:blue",
+                     label="accuracy of the bin: top of the outlined bar"),
+    "under": dict(facecolor=(1.0, 0.75, 0.3), edgecolor="tab:orange", hatch="\\\\",
+                  label="gap: accuracy above the mean confidence (underconfident)"),
+    "over": dict(facecolor=(1.0, 0.8, 0.8), edgecolor="tab:red", hatch="//",
+                 label="gap: mean confidence above accuracy (overconfident)"),
+}
+
+
 def reliability(summary, path):
     """Reliability diagrams (Guo et al. 2017) on the test set: the traditional loss and the
     two-scale loss at its best eta (best mean test accuracy; not an eta whose every seed is
-    the traditional loss, as eta = 100 is), one panel each; bars: the
-    accuracy of each confidence bin over the seeds' objects together, with the gap to the
-    bin's mean confidence hatched; the diagonal: perfect calibration. Title: test ECE,
-    mean ± std over seeds (metrics.expected_calibration_error)."""
+    the traditional loss, as eta = 100 is), one panel each, the bins of the seeds' objects
+    together. Each bin: an outlined bar up to its accuracy, a black bar across at its mean
+    confidence, blue up to the lower of the two and the gap between them hatched: orange,
+    the top of the bar, where the accuracy is the higher (underconfident), red above the
+    bar where the confidence is (overconfident); the diagonal: perfect calibration.
+    Title: test ECE, mean ± std over seeds (metrics.expected_calibration_error)."""
     pair = _best_pair(summary)
     if pair is None:
         return None
     bins = [pooled_reliability(summary.groups[r.key]) for r in pair]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.6), sharey=True)
     for ax, row, (edges, conf, acc, count) in zip(axes, pair, bins, strict=True):
-        width, full = np.diff(edges), count > 0
-        ax.bar(edges[:-1][full], acc[full], width=width[full], align="edge",
-               color="tab:blue", edgecolor="black", lw=0.6, label="accuracy")
-        ax.bar(edges[:-1][full], (conf - acc)[full], bottom=acc[full], width=width[full],
-               align="edge", color=(1.0, 0.3, 0.3, 0.35), edgecolor="tab:red", hatch="//",
-               lw=0.6, label="gap to the mean confidence")
-        ax.plot([0, 1], [0, 1], ls="--", color="0.3", label="perfect calibration")
+        _reliability_bins(ax, edges, conf, acc, count)
         ece_mean, ece_std = row.stats.get("test_ece", (np.nan, np.nan))
         spread = "" if np.isnan(ece_std) else f" ± {100 * ece_std:.2f}"
         ax.set_title(f"{row.label}: ECE {100 * ece_mean:.2f}{spread} % ({row.seeds} seeds)",
                      fontsize=10)
-        ax.set_xlabel("confidence max_i p_i")
+        ax.set_xlabel("confidence max_i p_i (15 bins)")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy")
-    axes[0].legend(fontsize=8, loc="upper left")
-    return _save(fig, path, f"{summary.experiment.title}: reliability on the test set")
+    axes[0].set_ylabel("accuracy, and mean confidence, of the bin")
+    handles = [Patch(**RELIABILITY_STYLE[k]) for k in ("accuracy", "under", "over")]
+    handles += [Line2D([], [], color="black", lw=2.5, label="mean confidence of the bin"),
+                Line2D([], [], ls="--", color="0.3", label="perfect calibration")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    return _save(fig, path, f"{summary.experiment.title}: reliability on the test set",
+                 bottom=0.75 / fig.get_figheight())
+
+
+def _reliability_bins(ax, edges, conf, acc, count):
+    """One reliability panel: the bins with objects (count > 0), as reliability says."""
+    full = count > 0
+    left, width, conf, acc = edges[:-1][full], np.diff(edges)[full], conf[full], acc[full]
+    under = acc > conf  # the blue part ends where the gap begins, on either side
+    ax.bar(left, np.minimum(acc, conf), width=width, align="edge", lw=0,
+           **RELIABILITY_STYLE["accuracy"])
+    for part, low, high in (("under", conf, acc), ("over", acc, conf)):
+        pick = under if part == "under" else ~under
+        ax.bar(left[pick], (high - low)[pick], bottom=low[pick], width=width[pick],
+               align="edge", lw=0.6, **RELIABILITY_STYLE[part])
+    ax.bar(left, acc, width=width, align="edge", fill=False, edgecolor="black", lw=0.6)
+    ax.hlines(conf, left, left + width, color="black", lw=2.5, zorder=4)
+    ax.plot([0, 1], [0, 1], ls="--", color="0.3", zorder=3)
 
 
 def final_vs_eta(summary, path):
@@ -255,7 +301,7 @@ def final_vs_eta(summary, path):
             ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=variant,
                         ls={"two-scale": "-", "fixed": "--", "separation": "-."}[variant])
         ax.set_xscale("log")
-        ax.set_xlabel("η")
+        ax.set_xlabel("η, the threshold of Eq. (13) (log scale)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(("training set" if name == "train_acc" else "test set")
                      + ", end of training")
@@ -264,28 +310,75 @@ def final_vs_eta(summary, path):
     return _save(fig, path, summary.experiment.title)
 
 
+SCALES = {"R1": ("-", "R1 of Eq. (13)"), "R2": (":", "R2 of Eq. (13)"),
+          "Rs": ("-.", "R_s of Eq. (17)"), "R": ("--", "R of Eq. (17)")}
+MARKERS = "osD^vP*X"
+
+
 def scales(summary, path):
-    """R(alpha) and the loss's scales R1, R2 (or R_s and the first scale R of Eq. (17))
-    over training, mean over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for _, (label, color, ls), runs in _groups(summary):
-        x = np.arange(1, runs[0].config.iterations + 1)
-        for name, ax, style in (("R_alpha", axes[0], ls), ("R1", axes[1], ls),
-                                ("R2", axes[1], ":"), ("Rs", axes[1], "-."), ("R", axes[1], "--")):
+    """R(alpha) (left) and the loss's scales (right: R1, R2 of Eq. (13), R_s and R of
+    Eq. (17), those the runs have) over training, mean over seeds. Colour: the loss;
+    line style: the scale; a marker of its own per loss, placed apart from the others',
+    so that lines on top of one another (R2 = 10 R1 for every eta at first) stay
+    distinguishable."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    drawn, groups = [], _groups(summary)
+    for i, (_, (label, color, ls), runs) in enumerate(groups):
+        T = runs[0].config.iterations
+        x = np.arange(1, T + 1)
+        every = max(1, T // 6)  # six markers a line, each loss's a fraction of `every` on
+        marks = dict(marker=MARKERS[i % len(MARKERS)], markersize=5,
+                     markevery=(int(every * (i + 0.5) / len(groups)), every))
+        axes[0].plot(x, _seed_mean(np.array([r.history["R_alpha"] for r in runs])),
+                     color=color, ls=ls, label=label, **marks)
+        for name, (style, words) in SCALES.items():
             ys = np.array([r.history[name] for r in runs])
             if np.all(np.isnan(ys)):
                 continue
-            ax.plot(x, _seed_mean(ys), color=color, ls=style,
-                    label=f"{label}: {name}" if ax is axes[1] else label)
-    axes[0].set_title("R(α) = Π ||α^l||, Eq. (9)")
-    axes[1].set_title("scales of the loss: R1 (solid), R2 (dotted), R_s (dash-dot), "
-                      "R of Eq. (17) (dashed)", fontsize=9)
+            drawn.append(name)
+            axes[1].plot(x, _seed_mean(ys), color=color, ls=style, label=f"{label}: {words}",
+                         **marks)
+    axes[0].set_title("size of the parameters R(α) = Π_l ||α^l||, Eq. (9)", fontsize=10)
+    axes[0].set_ylabel("R(α)")
+    axes[1].set_title(_scales_title(drawn), fontsize=10)
+    axes[1].set_ylabel("scale (multiplies the normalised logits X̂)")
     for ax in axes:
-        ax.set_yscale("log")
+        _plain_y(ax)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, title="loss", title_fontsize=7)
+    if drawn:
+        axes[1].legend(fontsize=7, title="loss: scale", title_fontsize=7)
     return _save(fig, path, summary.experiment.title)
+
+
+def _scales_title(drawn):
+    """Names only the scales drawn: 'the loss's scales: R1, R2 of Eq. (13)'."""
+    parts = []
+    for names, eq in ((("R1", "R2"), "Eq. (13)"), (("Rs", "R"), "Eq. (17)")):
+        found = [n.replace("Rs", "R_s") for n in names if n in drawn]
+        if found:
+            parts.append(f"{', '.join(found)} of {eq}")
+    return "the loss's scales: " + "; ".join(parts) if parts else "no run has a scale"
+
+
+def _plain_y(ax):
+    """Ticks as plain numbers (18.7, 200; not 1.87×10^1): a log axis where the lines span
+    a factor of 10 or more, else a linear one (inside one decade a log axis has no tick
+    to label)."""
+    low, high = ax.dataLim.y0, ax.dataLim.y1
+    if np.isfinite([low, high]).all() and low > 0 and high / low >= 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.4g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_tick))
+    else:
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter(useOffset=False))
+
+
+def _minor_tick(value, _):
+    """Minor ticks of a log axis labelled at 2 and 5 times a power of ten only."""
+    leading = value / 10 ** np.floor(np.log10(value))
+    return f"{value:.4g}" if np.isclose(leading, (2, 5)).any() else ""
 
 
 def _seed_mean(ys):

@@ -428,3 +428,27 @@ def shared_data_dir():
     """$MINITS_DATA when set and present, else None (real-data tests skip)."""
     path = os.environ.get("MINITS_DATA")
     return path if path and os.path.isdir(path) else None
+
+
+def kill_own_worker_on_seed_1(task):
+    """A pool worker's work (executor._run_pool(work=...)): the run of seed 1 kills the
+    process it runs in (as the kernel's OOM killer would), every other run trains."""
+    import signal
+
+    from minits.experiments import executor
+
+    if task.config.seed == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return executor._worker_run(task)
+
+
+def disk_full_on_seed_0(task):
+    """A pool worker's work (executor._run_pool(work=...)): the runs of seed 0 fail as a
+    full disk makes them fail (tasks.run_task's Outcome), the others train."""
+    from minits.experiments import executor
+    from minits.experiments.tasks import Outcome
+
+    if task.config.seed == 0:
+        return Outcome(task.config.key, 0, "failed", "OSError: [Errno 28] No space left on "
+                       f"device: '{task.checkpoint_path}'", fatal=True)
+    return executor._worker_run(task)

@@ -53,7 +53,7 @@ def minits_env(**extra):
     (["demo", "--iterations", "-5"], "must be >= 1"),
     (["train", "--dataset", "digits", "--impl", "quick"], "invalid choice: 'quick'"),
     # the old alias of --threads is gone
-    (["compare", "--dataset", "digits", "--blas-threads", "2"],
+    (["compare", "digits", "--blas-threads", "2"],
      "unrecognized arguments: --blas-threads 2"),
     (["train", "--dataset", "digits", "--separation-scale", "frozen"], "invalid choice"),
     (["train", "--dataset", "digits", "--separation-scale", "trained"],
@@ -110,6 +110,67 @@ def test_impl_reaches_every_run():
             assert {c.impl for c in exp.runs()} == {impl}, argv
 
 
+@pytest.mark.parametrize("command", ["compare", "train"])
+def test_the_data_set_is_named_as_reproduce_names_its_figure(command, capsys):
+    """Issue 23: one convention: `minits compare mnist`, `minits train mnist`, as
+    `minits reproduce mnist`; the older --dataset still means the same."""
+    def experiment(*argv):
+        args = cli.parse(cli.build_parser(), [command, *argv])
+        return cli.experiment_from_args(args)
+
+    assert experiment("digits") == experiment("--dataset", "digits")
+    assert experiment("digits", "--seeds", "2")[0].dataset == "digits"
+    assert "DATASET" in cli.build_parser()._subparsers._group_actions[0].choices[
+        command].format_usage()
+    for argv, words in ((("digits", "--dataset", "mnist"), "got digits and mnist"),
+                        ((), "name one data set")):
+        with pytest.raises(ValueError, match=words):
+            experiment(*argv)
+
+
+def test_the_traditional_loss_has_one_name(capsys):
+    """Issue 23: the command line names the losses as the tables do: `--variant
+    traditional` (the older `one-scale` still understood), and a wrong name lists them."""
+    def experiment(*argv):
+        return cli.experiment_from_args(cli.parse(cli.build_parser(), list(argv)))[0]
+
+    train = experiment("train", "digits", "--variant", "traditional")
+    assert train.variants == (("one-scale", None),) and train.title == "traditional on digits"
+    assert train == experiment("train", "digits", "--variant", "one-scale")
+    compare = experiment("compare", "digits", "--variants", "traditional", "two-scale",
+                         "--etas", "0.1")
+    assert [v for v, _ in compare.variants] == ["one-scale", "two-scale"]
+    assert experiment("compare", "digits").variants[0] == ("one-scale", None)
+    for command in ("train", "compare"):
+        usage = cli.build_parser()._subparsers._group_actions[0].choices[command].format_help()
+        assert "traditional" in usage and "one-scale" not in usage, command
+    with pytest.raises(SystemExit):
+        experiment("train", "digits", "--variant", "tradition")
+    assert "choose from traditional, two-scale" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--eta does not apply to --variant traditional"):
+        experiment("train", "digits", "--variant", "traditional", "--eta", "0.1")
+
+
+@pytest.mark.parametrize("argv, wrong, hint", [
+    (["compare", "digits", "--job", "2"], "--job 2", "--jobs"),
+    (["reproduce", "mnist", "--seed", "3"], "--seed 3", "--seeds"),
+    (["train", "digits", "--varient", "fixed"], "--varient fixed", "--variant"),
+    (["report", "runs/x", "--no-figure"], "--no-figure", "--no-figures"),
+])
+def test_an_unknown_option_is_refused_by_its_command_with_a_suggestion(tmp_path, capsys, argv,
+                                                                         wrong, hint):
+    """Issue 23: no prefix matching (--job is not --jobs), and an unknown option after a
+    command gives that command's usage and the closest option it has."""
+    out = [] if argv[0] == "report" else ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, *out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: minits {argv[0]} ")
+    assert f"unrecognized arguments: {wrong} (did you mean {hint}?)" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("env, given, expected", [
     (None, [], "fast"), ("plain", [], "plain"), ("fast", [], "fast"),
     ("plain", ["--impl", "fast"], "fast"), ("fast", ["--impl", "plain"], "plain"),
@@ -161,6 +222,25 @@ def test_a_bad_minits_impl_stops_the_command_with_a_usage_error(tmp_path):
     assert "minits: error: $MINITS_IMPL must be one of ('plain', 'fast'), got 'garbage'" \
         in sub.stderr.splitlines()
     assert sub.stdout == "" and not out.exists()
+
+
+def test_a_sweep_too_large_to_plan_is_refused_at_once(tmp_path):
+    """Issue 23, fault 5: `--seeds 100000000` is refused with the limit named, before the
+    runs are made: exit 2 within a memory limit of 2 GiB (without the limit the plan of
+    2e8 runs alone outgrows it)."""
+    out = tmp_path / "out"
+    limit = ("import resource, runpy, sys; "
+             "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+             "sys.argv = ['minits'] + sys.argv[1:]; "
+             "runpy.run_module('minits', run_name='__main__')")
+    sub = subprocess.run([sys.executable, "-c", limit, "compare", "--dataset", "digits",
+                          "--variants", "one-scale", "two-scale", "--etas", "0.1",
+                          "--seeds", "100000000", "--iterations", "1", "--out", str(out)],
+                         capture_output=True, text=True, env=minits_env(), cwd=ROOT, timeout=300)
+    assert sub.returncode == cli.EXIT_BAD_ARGS, sub.stderr[-2000:]
+    assert "Traceback" not in sub.stderr and not out.exists()
+    last = sub.stderr.splitlines()[-1]
+    assert "100000000" in last and "at most" in last and "runs" in last
 
 
 def test_help_lists_the_figures():
@@ -272,7 +352,8 @@ def test_reproduce_mnist_quick_on_real_data(tmp_path, capsys):
     figures, and eta = 100 is the traditional loss on every batch (Sec. 3.3)."""
     data = shared_data_dir()
     if data is None:
-        pytest.skip("MNIST not available: set MINITS_DATA to the shared data folder")
+        pytest.skip("MNIST not available: set MINITS_DATA to a folder holding mnist/ "
+                    "(docs/data.md)")
     out = tmp_path / "mnist"
     code = cli.main(["reproduce", "mnist", "--preset", "quick", "--seeds", "2",
                      "--iterations", "200", "--eval-every", "50", "--etas", "0.01", "100",

@@ -7,6 +7,7 @@ killed mid-run, and through `dask scheduler` / `dask worker` processes. Loopback
 only (127.0.0.1); every cluster is stopped in a finally (or a with block).
 """
 
+import contextlib
 import glob
 import os
 import signal
@@ -144,6 +145,53 @@ def test_a_scheduler_nobody_runs_is_a_clear_error(tmp_path, capsys):
     assert f"cannot reach the Dask scheduler at {address}" in err and "Traceback" not in err
 
 
+class _NotAScheduler:
+    """A loopback server that is not a Dask scheduler: silent (an HTTP server waiting for
+    a request) or talking first (a banner Dask would read as a frame length of exabytes)."""
+
+    def __init__(self, talk):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.talk, self.conns = talk, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.talk:
+                conn.sendall(b"HTTP/1.0 200 OK\r\nServer: not-dask\r\n\r\n" * 4)
+
+    def close(self):
+        for conn in [*self.conns, self.sock]:
+            conn.close()
+
+
+@pytest.mark.parametrize("talk", [False, True], ids=["silent", "talking"])
+def test_a_scheduler_address_that_is_not_dask_is_a_clear_error(tmp_path, capsys, talk):
+    """Issue 23, faults 1-2: connecting and the handshake are bounded; rc 2, one line
+    naming the address, no lock left behind (the sweep runs in a thread, so that a hang
+    fails the test instead of stopping the suite)."""
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    server, out, codes = _NotAScheduler(talk), tmp_path / "out", []
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+            sweep = threading.Thread(target=lambda: codes.append(cli.main(
+                [*SWEEP_ARGS, "--scheduler", server.address, "--out", str(out)])), daemon=True)
+            sweep.start()
+            sweep.join(timeout=60)
+    finally:
+        server.close()
+    assert not sweep.is_alive() and codes == [cli.EXIT_BAD_ARGS]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"cannot reach the Dask scheduler at {server.address}" in err[-1]
+    assert "Traceback" not in "\n".join(err) and not (out / ".lock").exists()
+
+
 def test_a_local_cluster_gives_the_result_files_of_the_local_pool(tmp_path, local_runs):
     pytest.importorskip("distributed")
     out = str(tmp_path / "dask")
@@ -163,6 +211,35 @@ class RecordingBar:
 
     def write(self, message):
         self.lines.append(message)
+
+
+def test_a_local_cluster_leaves_no_files_and_opens_no_dashboard(tmp_path, monkeypatch,
+                                                                 caplog, capsys):
+    """Issue 23, fault 13: the LocalCluster's scratch files go to a temporary folder that
+    is removed at the end (none in the working folder or the system's temporary folder),
+    and its scheduler serves nothing on the dashboard's port 8787 (held here, so that a
+    scheduler trying it would warn)."""
+    pytest.importorskip("distributed")
+    import tempfile
+
+    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    tmp.mkdir()
+    cwd.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.chdir(cwd)
+    holder = socket.socket()
+    with contextlib.suppress(OSError):  # taken already: a scheduler trying it warns alike
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    try:
+        with caplog.at_level("WARNING"):
+            assert cli.main([*SWEEP_ARGS, "--executor", "dask", "--jobs", "2",
+                             "--out", "out"]) == 0
+    finally:
+        holder.close()
+    assert sorted(os.listdir(cwd)) == ["out"] and os.listdir(tmp) == []
+    assert not glob.glob(str(tmp_path / "**" / "dask-scratch-space"), recursive=True)
+    assert "8787" not in caplog.text + capsys.readouterr().err
 
 
 def test_the_bar_counts_every_iteration_as_the_workers_report_them(tmp_path):

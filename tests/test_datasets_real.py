@@ -1,9 +1,9 @@
 """The real data sets, when present: checksums, shapes and per-class counts.
 
-MNIST is looked for in $MINITS_DATA/mnist (CI sets MINITS_DATA=../shared/data);
+MNIST is looked for in $MINITS_DATA/mnist;
 Fashion-MNIST in $MINITS_DATA/fashion-mnist or Debian's /usr/share/datasets;
 CIFAR-10 wherever the default search finds cifar-10-batches-py/ (for example
-one rebuilt by shared/data/make_cifar10_from_jpeg.py into $MINITS_DATA). Each
+one placed in $MINITS_DATA as datasets/README.md describes). Each
 test skips, with the reason, when its files are absent. Nothing is downloaded.
 """
 
@@ -79,7 +79,7 @@ def test_real_cifar10():
     folder = sources.find_folder(catalog.CIFAR10, "train")
     if folder is None:
         pytest.skip("no cifar-10-batches-py/ in $MINITS_DATA, ./datasets or the user cache "
-                    "(make one with shared/data/make_cifar10_from_jpeg.py)")
+                    "(place it as datasets/README.md describes)")
     for split, n in (("train", 50000), ("test", 10000)):
         ds = mt.datasets.load("cifar10", split, data_dir=folder, download=False)
         assert ds.images.shape == (n, 3, 32, 32) and ds.images.dtype == np.uint8

@@ -76,6 +76,23 @@ def test_not_found_names_files_and_folders(isolated):
     assert "cifar-10-python.tar.gz" in str(err.value) and "batches.meta" in str(err.value)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_a_data_file_that_is_not_a_regular_file_is_named(isolated, kind):
+    """Issue 23 (smaller): a FIFO, or a link to a device, where a data file should be is
+    named as such (DatasetFormatError), not reported "not found"; nothing reads it."""
+    folder = isolated / "data" / "mnist"
+    write_mnist(folder, n_test=5)
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(DatasetFormatError) as err:
+        load("mnist", "test", isolated / "data")
+    assert str(path) in str(err.value) and "not a regular file" in str(err.value)
+
+
 def test_unknown_name_and_split():
     with pytest.raises(ValueError, match="unknown data set 'imagenet'"):
         load("imagenet")
@@ -105,6 +122,27 @@ def test_read_only_archive_folder_extracts_to_cache(isolated, monkeypatch):
     monkeypatch.setattr(sources.os, "access", lambda path, mode: False)
     ds = load("cifar10", "test", isolated / "ro")
     assert ds.source == str(isolated / "xdg" / "minits" / "cifar-10-batches-py")
+
+
+def test_the_archive_data_dir_names_wins_over_an_extracted_cache(isolated, monkeypatch):
+    """Issue 23, fault 3: an extracted folder in the user cache (4 images a batch) never
+    stands in for the archive --data-dir points at (6 a batch), and a folder extracted
+    into the cache serves only the archive it was made from (its size and mtime): the
+    archive replaced by another (8 a batch) at the same path is extracted again."""
+    write_cifar10(isolated / "xdg" / "minits", n=4)            # e.g. an earlier download
+    ro, real_access = isolated / "ro", os.access
+    ro.mkdir()
+    for n in (6, 8):
+        folder, _ = write_cifar10(isolated / f"src{n}", n=n)
+        make_tar_gz(ro / "cifar-10-python.tar.gz", folder, "cifar-10-batches-py")
+        os.utime(ro / "cifar-10-python.tar.gz", ns=(n * 10**9, n * 10**9))
+        monkeypatch.setattr(sources.os, "access", lambda path, mode: False)  # ro read-only
+        ds = load("cifar10", "test", ro)
+        assert len(ds) == n and ds.source == str(isolated / "xdg" / "minits"
+                                                 / "cifar-10-batches-py")
+        assert len(load("cifar10", "test", ro)) == n             # and again, from the cache
+    monkeypatch.setattr(sources.os, "access", real_access)
+    assert len(load("cifar10", "test")) == 8   # without --data-dir the cache serves as before
 
 
 def test_tar_path_traversal_and_links_are_refused(tmp_path):

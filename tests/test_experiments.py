@@ -105,6 +105,19 @@ def test_compare_and_demo_builders():
 
 # ----------------------------------------------------------------------------- summary
 
+def test_the_papers_notes_read_as_the_papers_words(tmp_path, tiny):
+    """Issue 23: a row without a finished seed (after Ctrl-C, say) shows the paper's note
+    as the paper's, quoted, not as a finding of our own."""
+    exp = tiny_experiment(seeds=1)
+    exp = Experiment(**{**exp.__dict__, "paper": {
+        "two-scale_eta=1e+06": {"note": "identical to traditional on every batch"}}})
+    table = summary.summarize(exp, {}, missing=3)
+    row = next(line for line in summary.format_table(table).splitlines()
+               if line.startswith("two-scale η=1e+06"))
+    assert 'paper: "identical to traditional on every batch"' in row and " 0/1 " in row
+
+
+
 def test_summary_statistics_deltas_and_identity(tmp_path, tiny):
     exp = tiny_experiment()
     table, stopped, outcomes = run_experiment(exp, str(tmp_path), show_progress=False)
@@ -125,7 +138,7 @@ def test_summary_statistics_deltas_and_identity(tmp_path, tiny):
     assert huge.identical == (2, 2) and huge.delta_train == 0 and huge.delta_test == 0
     text = summary.format_table(table)
     assert "identical to traditional on every batch and test evaluation: yes (2/2 seeds)" in text
-    assert "+7.1 / +6.7; a note" in text
+    assert '+7.1 / +6.7; paper: "a note"' in text
     assert "traditional" in text and "two-scale η=0.01" in text
 
     rows = list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))

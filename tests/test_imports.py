@@ -96,3 +96,15 @@ def test_the_readmes_reading_path_is_what_a_plain_step_runs():
     module = docs_module("reading_path")
     table = module.table(module.reading_path("mlp"))
     assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_floors_the_readme_names_are_attributes_of_minits():
+    """Issue 23: `import minits as mt; mt.training.train_step` (the README's words) works
+    in a fresh interpreter, and `import minits` alone still loads no fast code."""
+    code = ("import sys, minits as mt; fast_before = 'minits.fast' in sys.modules; "
+            "print(fast_before, mt.training.train_step.__module__, mt.experiments.Experiment"
+            ".__name__); mt.nothing")
+    sub = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert sub.stdout.split() == ["False", "minits.training.loop", "Experiment"], sub.stderr
+    assert "AttributeError: module 'minits' has no attribute 'nothing'" in sub.stderr

@@ -7,6 +7,7 @@ and every comparison can be exact (bit for bit).
 
 import os
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -120,6 +121,26 @@ def test_a_scale_going_negative_is_reported_loudly(data):
     assert len(messages) == 1 and "R1" in messages[0] and "<= 0" in messages[0]
     assert result.scale_alarm == messages[0]
     assert result.completed  # the run still ends, with its results flagged
+
+
+def test_memory_follows_what_is_recorded_not_the_length_asked_for(tmp_path, data):
+    """Issue 23, fault 14: a run asked for 10^7 iterations and stopped after 5 holds (and
+    checkpoints) records of 5 iterations, not 10^7 per record (80 MB each before)."""
+    train_set, test_set = data
+    cfg = run_config(iterations=10**7, eval_every=10**5)
+    path = tmp_path / "run.ckpt.npz"
+    tracemalloc.start()
+    try:
+        result = train(cfg, train_set, test_set, checkpoint_path=path, max_iterations=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not result.completed and result.iteration == 5
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB"
+    assert os.path.getsize(path) < 64 << 10
+    history = checkpoint.load(path, cfg, build_model(cfg, 3, (1, 4, 4)),
+                              build_loss(cfg, 1.0))[1]
+    assert history.steps == 5 and not np.isnan(history["batch_acc"][:5]).any()
 
 
 # ----------------------------------------------------------------------------- checkpoints

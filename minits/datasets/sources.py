@@ -1,6 +1,7 @@
 """Where data comes from: the search order, downloads, and safe extraction.
 
-Search order for the files of one split (first folder that holds them all wins):
+Search order for the files of one split, root by root (the first root that holds
+them all, or their archive, wins):
 
 1. ``data_dir`` (the argument of load), and data_dir itself;
 2. ``$MINITS_DATA``;
@@ -10,9 +11,12 @@ Search order for the files of one split (first folder that holds them all wins):
 
 Below each root the files sit in the data set's folder (``mnist/``,
 ``fashion-mnist/``, ``cifar-10-batches-py/`` or ``cifar10/cifar-10-batches-py/``, ...).
-Failing that, a CIFAR archive (``cifar-10-python.tar.gz``) in one of those
-places is extracted beside itself (or into the user cache when that folder is
-read-only). Failing that, the files are downloaded from the mirrors, unless
+Failing that, a CIFAR archive (``cifar-10-python.tar.gz``) in that root is
+extracted beside itself (or into the user cache when that folder is read-only),
+before any later root is searched: what data_dir names is what is loaded. A folder
+minits extracted records its archive (path, size, mtime: ``.minits-archive.json``)
+and serves only as long as that archive, where it still exists, is unchanged.
+Nothing in any root: the files are the files are downloaded from the mirrors, unless
 ``download=False`` or ``MINITS_OFFLINE=1``: into data_dir when given, else the
 user cache. A download goes to a temporary file in the target folder, is
 checked against its published size and checksums, and only then renamed into
@@ -25,8 +29,11 @@ should be is reported as such (DatasetFormatError naming it).
 
 import hashlib
 import http.client
+import json
 import os
+import shutil
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -83,10 +90,82 @@ def resolve(folder, name):
 
 def find_folder(source, split, data_dir=None):
     """The first candidate folder that holds every file of ``split``, or None."""
-    for folder in candidate_folders(source, data_dir):
-        if all(resolve(folder, name) for name in source.files[split]):
+    for root in search_roots(source, data_dir):
+        folder = _complete_folder(source, split, root, data_dir)
+        if folder is not None:
             return folder
     return None
+
+
+def _root_folders(source, root, data_dir):
+    """The candidate folders below one search root (candidate_folders, root by root)."""
+    folders = [root / f for f in source.folders]
+    if data_dir is not None and root == Path(data_dir).expanduser():
+        folders.append(root)  # data_dir may be the data set's own folder
+    return folders
+
+
+def _complete_folder(source, split, root, data_dir):
+    """The first folder below `root` that holds every file of ``split`` and is not a stale
+    extraction (see archive_stamp), or None."""
+    for folder in _root_folders(source, root, data_dir):
+        if all(resolve(folder, name) for name in source.files[split]) \
+                and not _stale(folder):
+            return folder
+    return None
+
+
+# ----------------------------------------------------------------------------- extractions
+
+STAMP = ".minits-archive.json"
+"""In a folder minits extracted from an archive: the archive's path, size and mtime."""
+
+
+def archive_stamp(archive):
+    """What identifies an archive file: its absolute path, size and mtime (ns)."""
+    info = Path(archive).stat()
+    return {"archive": str(Path(archive).resolve()), "size": info.st_size,
+            "mtime_ns": info.st_mtime_ns}
+
+
+def _stale(folder):
+    """True when `folder` was extracted from an archive that is still there but has changed
+    since (another size or mtime): its files are not that archive's any more."""
+    try:
+        with open(Path(folder) / STAMP, encoding="utf-8") as f:
+            stamp = json.load(f)
+        return archive_stamp(stamp["archive"]) != stamp
+    except (OSError, ValueError, KeyError, TypeError):  # no stamp, or its archive is gone
+        return False
+
+
+def _extracted(source, split, archive):
+    """The folder holding ``archive``'s files: beside it (or in the user cache when its
+    folder is read-only), extracted now unless a folder made from this very archive (its
+    stamp: path, size, mtime) is already there. A folder from another archive, or a copy
+    put there by other means, is replaced: a cache serves only the archive it was made from.
+    """
+    name = Path(source.folders[0]).name
+    dest = _writable_or_cache(archive.parent)
+    final, stamp = dest / name, archive_stamp(archive)
+    if _read_stamp(final) == stamp and all(resolve(final, f) for f in source.files[split]):
+        return final
+    if final.is_dir() and (final.parent != archive.parent or _read_stamp(final) is not None):
+        # a cache of another archive, or our extraction of this path's former archive
+        old = Path(tempfile.mkdtemp(dir=dest, prefix=".minits-old-"))
+        os.replace(final, old / name)
+        shutil.rmtree(old, ignore_errors=True)
+    folder = extract(archive, dest, name)
+    atomic.write_json(folder / STAMP, stamp)
+    return _checked(source, split, folder)
+
+
+def _read_stamp(folder):
+    try:
+        with open(Path(folder) / STAMP, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def locate(source, split, data_dir=None, download=None, progress=True):
@@ -106,18 +185,18 @@ def locate(source, split, data_dir=None, download=None, progress=True):
             and not Path(data_dir).expanduser().is_dir():
         raise ValueError(f"data_dir {data_dir} is a file, not a folder: point it at the folder "
                          "that holds the data sets")
-    folder = find_folder(source, split, data_dir)
-    if folder is not None:
-        return folder
+    for root in search_roots(source, data_dir):  # root by root: its files, then its archive
+        folder = _complete_folder(source, split, root, data_dir)
+        if folder is not None:
+            return folder
+        for archive in _root_archives(source, root):
+            if archive.is_file():
+                return _extracted(source, split, archive)
     for misplaced in folders_for_files(source, split, data_dir):
-        raise DatasetFormatError(misplaced, f"is a folder, where {source.title} needs the file "
+        what = "a folder" if misplaced.is_dir() else "not a regular file (a FIFO, a device)"
+        raise DatasetFormatError(misplaced, f"is {what}, where {source.title} needs the file "
                                             f"{misplaced.name}; put the file itself there "
                                             "(docs/data.md)")
-    if source.archive:
-        for archive in _archive_candidates(source, data_dir):
-            if archive.is_file():
-                return _checked(source, split, extract(archive, _writable_or_cache(archive.parent),
-                                                       Path(source.folders[0]).name))
     failures = []
     if downloads_allowed(download):
         target = Path(data_dir).expanduser() if data_dir is not None else user_cache_dir()
@@ -133,13 +212,14 @@ def locate(source, split, data_dir=None, download=None, progress=True):
 
 
 def folders_for_files(source, split, data_dir=None):
-    """Folders standing where a file of ``split`` should be (x.gz or x), in search order."""
+    """Folders, FIFOs, devices (or links to them) standing where a file of ``split``
+    should be (x.gz or x), in search order: anything there that is not a regular file."""
     found = []
     for folder in candidate_folders(source, data_dir):
         for name in source.files[split]:
             names = (name, name[:-3]) if name.endswith(".gz") else (name,)
             if resolve(folder, name) is None:
-                found += [folder / n for n in names if (folder / n).is_dir()]
+                found += [folder / n for n in names if (folder / n).exists()]
     return found
 
 
@@ -182,9 +262,15 @@ def _checked(source, split, folder):
 def _archive_candidates(source, data_dir):
     places = []
     for root in search_roots(source, data_dir):
-        for folder in source.folders:
-            places.append((root / folder).parent / source.archive)
+        places += _root_archives(source, root)
     return _unique(places)
+
+
+def _root_archives(source, root):
+    """Where the archive of ``source`` may sit below one search root."""
+    if not source.archive:
+        return []
+    return _unique([(root / folder).parent / source.archive for folder in source.folders])
 
 
 def _writable_or_cache(folder):

@@ -23,15 +23,20 @@ checkpoint and return, runs not started return at once. A second Ctrl-C cancels
 every future at once (the checkpoints already written stay valid).
 """
 
+import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
+import tempfile
 import threading
 import time
 
 import dask
 from dask.base import tokenize
+from dask.utils import parse_timedelta
 from distributed import Client, Event, LocalCluster, as_completed, get_worker
+from distributed.comm import connect as comm_connect
 
 from .tasks import (
     Outcome,
@@ -51,6 +56,10 @@ PROGRESS_SECONDS = 1.0  # a worker event (no round trip) once a second
 # and unmapped at each step (MNIST quick on 2 workers: 28 s instead of 19 s, the
 # local pool's 18 s). None leaves glibc's own, adaptive, thresholds.
 GLIBC_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# A scheduler serves HTTP (health, metrics) even without its dashboard, on port 8787
+# unless told otherwise: warnings when another program holds the port, and an open port
+# nobody asked for. A free loopback port instead, and no dashboard.
+NO_DASHBOARD = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 
 
 # ----------------------------------------------------------------------------- on a worker
@@ -123,28 +132,72 @@ def absolute(task):
                                data_dir=full(task.data_dir))
 
 
+def connect_timeout():
+    """Seconds to connect to a scheduler and hear its handshake (Dask's
+    distributed.comm.timeouts.connect, 30 s unless configured)."""
+    return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"),
+                           default="seconds")
+
+
+def check_scheduler(address, timeout):
+    """Raise unless a Dask scheduler answers at `address` within `timeout` seconds.
+
+    Client(address) waits for the handshake without a bound (a silent server, e.g. an
+    HTTP server, hangs it forever) and reads whatever a server sends first as a frame
+    length (a banner asks for exabytes: MemoryError). Here the connection, the
+    handshake and one "identity" question run under one deadline, and the answer
+    must come from a scheduler (not a worker or a nanny)."""
+    async def ask():
+        comm = await comm_connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        identity = asyncio.run(asyncio.wait_for(ask(), timeout))
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no Dask handshake within {timeout:g} s") from None
+    except (MemoryError, ValueError, TypeError) as exc:  # bytes that are no Dask frame
+        raise ValueError(f"the server there does not speak Dask's protocol "
+                         f"({type(exc).__name__})") from None
+    kind = identity.get("type") if isinstance(identity, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"the server there is not a Dask scheduler (it says {kind!r})")
+
+
 @contextlib.contextmanager
 def connect(jobs, scheduler=None):
     """A Client of the cluster at `scheduler` (an address, e.g. tcp://host:8786), or of a
-    new LocalCluster of `jobs` worker processes with one thread each (loopback only);
-    its workers inherit BLAS variables set to one thread."""
+    new LocalCluster of `jobs` worker processes with one thread each (loopback only, no
+    dashboard, its scratch files in a temporary folder removed at the end); its workers
+    inherit BLAS variables set to one thread."""
     if scheduler is not None:
+        timeout = connect_timeout()
         try:
-            client = Client(scheduler)
-        except (OSError, ValueError) as exc:  # unreachable, or not an address
+            check_scheduler(scheduler, timeout)
+            client = Client(scheduler, timeout=timeout)
+        except Exception as exc:  # unreachable, not an address, not a Dask scheduler
             raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler} "
                                f"({type(exc).__name__}: {exc})") from None
         with client:
             yield client
         return
-    with blas_thread_env(), dask.config.set(GLIBC_MALLOC):
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+    scratch = tempfile.mkdtemp(prefix="minits-dask-")
     try:
-        with Client(cluster) as client:
-            yield client
+        with blas_thread_env(), dask.config.set({**GLIBC_MALLOC,
+                                                 "temporary-directory": scratch}):
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   local_directory=scratch, scheduler_kwargs=NO_DASHBOARD)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
     finally:
-        cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_tasks_dask(tasks, bar, jobs=1, scheduler=None, threads=1):
@@ -194,6 +247,8 @@ def _collect(futures, stop, stop_event, bar):
             outcome = _outcome(future, futures[future], bar)
             report(outcome, bar)
             outcomes.append(outcome)
+            if outcome.fatal:  # a full disk: stop the others
+                stop.set()
     return outcomes
 
 

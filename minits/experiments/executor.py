@@ -14,10 +14,13 @@ Stopping is cooperative: the first Ctrl-C (SIGINT) or a SIGTERM sets a stop flag
 every running task saves a checkpoint at its next iteration and returns, pending
 tasks are cancelled, and a rerun resumes them. A second Ctrl-C aborts at once
 (checkpoints already on disk stay valid: every write is atomic). A worker whose
-parent has died (kill -9) saves its checkpoint and exits.
+parent has died (kill -9) saves its checkpoint and exits. A worker that dies breaks
+the pool: a new pool takes the runs left, and the run that was on the dead worker is
+tried once more (RETRIES) before it fails alone.
 """
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -25,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 from .progress import progress_bar
 from .tasks import (
@@ -105,12 +109,17 @@ def _run_here(tasks, bar, threads):
                                threads=threads)
             report(outcome, bar)
             outcomes.append(outcome)
+            if outcome.fatal:  # a full disk: the next run would fail alike
+                break
     return outcomes, stop.is_set()
 
 
 # ----------------------------------------------------------------------------- workers
 
 _WORKER = {}
+RETRIES = 1
+"""How many more times a run is tried after the worker process it ran in died (kill -9,
+the OOM killer): once; a run that kills its worker twice fails, the others go on."""
 
 
 class _WorkerStop:
@@ -126,13 +135,22 @@ class _WorkerStop:
         return self.event.is_set() or self.orphaned()
 
 
-def _worker_init(event, messages, parent_pid, threads):
+def _worker_init(event, messages, parent_pid, threads, started=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     from threadpoolctl import threadpool_limits
 
     # one BLAS thread for the worker's life, as one_blas_thread() holds it in this process
     _WORKER["limits"] = threadpool_limits(1)
-    _WORKER.update(stop=_WorkerStop(event, parent_pid), messages=messages, threads=threads)
+    _WORKER.update(stop=_WorkerStop(event, parent_pid), messages=messages, threads=threads,
+                   started=started)
+
+
+def _worker_task(work, index, task):
+    """Run `work(task)` in a worker, its pid written first to started[index] (shared
+    memory, seen by the parent at once): if this process dies, the parent knows which run
+    was on it."""
+    _WORKER["started"][index] = os.getpid()
+    return work(task)
 
 
 def _worker_run(task):
@@ -154,21 +172,64 @@ def _worker_run(task):
     return outcome
 
 
-def _run_pool(tasks, jobs, bar, threads):
+def _run_pool(tasks, jobs, bar, threads, work=_worker_run):
+    """`tasks` on a pool of `jobs` worker processes; returns (outcomes, stopped).
+
+    A worker that dies breaks a ProcessPoolExecutor for good (every run in it or queued
+    on it gets BrokenProcessPool). Then a new pool takes the runs without an outcome
+    (those that were training resume from their checkpoints), and the run that was on
+    the dead worker counts one death: after RETRIES + 1 deaths it fails alone.
+    work: what a worker runs for one task (tests replace it).
+    """
     ctx = multiprocessing.get_context("spawn")
     event, messages = ctx.Event(), ctx.Queue()
     drain = threading.Thread(target=_drain, args=(messages, bar), daemon=True)
     drain.start()
-    request = StopRequest(event, bar.write)
+    outcomes, deaths, todo = [], {}, list(tasks)
+    try:
+        with signals(StopRequest(event, bar.write)):
+            while todo:
+                finished, lost, killers = _pool_round(todo, jobs, bar, threads, work, ctx,
+                                                      event, messages)
+                outcomes += finished
+                if not lost or event.is_set():  # stopping: lost runs resume next time
+                    break
+                todo = []
+                for t in lost:
+                    deaths[id(t)] = deaths.get(id(t), 0) + (id(t) in killers)
+                    if deaths[id(t)] > RETRIES:
+                        outcome = Outcome(t.config.key, t.config.seed, "failed",
+                                          f"its worker process died twice ({killers[id(t)]})")
+                        report(outcome, bar)
+                        outcomes.append(outcome)
+                    else:
+                        todo.append(t)
+                if todo:
+                    bar.write(f"a worker process died ({', '.join(set(killers.values()))}); "
+                              f"{len(todo)} run(s) go on in new worker processes")
+    finally:
+        messages.put(None)
+        drain.join(timeout=2)
+    return outcomes, event.is_set()
+
+
+def _pool_round(tasks, jobs, bar, threads, work, ctx, event, messages):
+    """One ProcessPoolExecutor over `tasks` until they end or a worker dies.
+
+    Returns (outcomes, lost, killers): lost, the tasks without an outcome because the
+    pool broke; killers, {id(task): how its worker died} for those whose worker died
+    (the others were stopped by the broken pool)."""
+    started = ctx.Array("q", len(tasks), lock=False)  # task index -> pid of its worker
     pool = None
     try:
-        with signals(request):
-            with blas_thread_env():
-                pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                                              initializer=_worker_init,
-                                              initargs=(event, messages, os.getpid(), threads))
-                futures = {pool.submit(_worker_run, t): t for t in tasks}
-            outcomes = _collect(futures, event, bar)
+        with blas_thread_env():
+            pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx,
+                                          initializer=_worker_init,
+                                          initargs=(event, messages, os.getpid(), threads,
+                                                    started))
+            futures = {pool.submit(_worker_task, work, i, t): t for i, t in enumerate(tasks)}
+        workers = list(pool._processes.values())
+        outcomes, lost = _collect(futures, event, bar)
         pool.shutdown(wait=True)
     except KeyboardInterrupt:
         if pool is not None:
@@ -176,16 +237,38 @@ def _run_pool(tasks, jobs, bar, threads):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
         raise
-    finally:
-        messages.put(None)
-        drain.join(timeout=2)
-    return outcomes, event.is_set()
+    return outcomes, lost, _killers(tasks, lost, started, workers)
+
+
+def _killers(tasks, lost, started, workers):
+    """{id(task): how its worker died} for the lost tasks that were on a worker that died of
+    something else than the broken pool's SIGTERM; when none is known, every lost task
+    that had started, and when none had, every lost task (a worker that dies before any
+    run, say in its start-up, must not make pool after pool for ever)."""
+    for process in workers:
+        process.join(timeout=5)
+    dead = {p.pid: _death(p.exitcode) for p in workers
+            if p.exitcode not in (None, 0, -signal.SIGTERM)}
+    index = {id(t): i for i, t in enumerate(tasks)}
+    on = {id(t): started[index[id(t)]] for t in lost}  # pid of the worker it was on, or 0
+    why = ", ".join(sorted(set(dead.values()))) or "a worker process died"
+    return ({t: dead[pid] for t, pid in on.items() if pid in dead}
+            or {t: why for t, pid in on.items() if pid} or dict.fromkeys(on, why))
+
+
+def _death(exitcode):
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-exitcode).name}"
+        return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 def _collect(futures, event, bar):
-    """The outcome of every future (future -> Task), reported as it comes; once a stop is
-    requested (event), the tasks still queued are cancelled."""
-    outcomes, pending, cancelled = [], set(futures), False
+    """The outcome of every future (future -> Task), reported as it comes, and the tasks
+    lost to a broken pool; once a stop is requested (event), the tasks still queued are
+    cancelled."""
+    outcomes, lost, pending, cancelled = [], [], set(futures), False
     while pending:
         finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
         for future in finished:
@@ -193,17 +276,22 @@ def _collect(futures, event, bar):
                 continue
             try:
                 outcome = future.result()
-            except Exception as exc:  # a worker died (e.g. out of memory)
+            except BrokenProcessPool:  # a worker died: the caller starts a new pool
+                lost.append(futures[future])
+                continue
+            except Exception as exc:  # e.g. a task that cannot be sent to a worker
                 t = futures[future]
                 outcome = Outcome(t.config.key, t.config.seed, "failed",
                                   f"worker process failed: {exc!r}")
             report(outcome, bar)
             outcomes.append(outcome)
+            if outcome.fatal:  # a full disk: stop the others (their checkpoints may fail)
+                event.set()
         if event.is_set() and not cancelled:
             for future in pending:
                 future.cancel()
             cancelled = True
-    return outcomes
+    return outcomes, lost
 
 
 def _drain(messages, bar):

@@ -6,7 +6,7 @@ All runs: plain SGD, batch 128, tau = 0.1, Gaussian alpha^0, R1 = R(alpha^0),
 R2 = 10 R1 (Sec. 3.2).
 """
 
-from .spec import Experiment, default_standardize
+from .spec import MAX_RUNS, Experiment, default_standardize
 
 PAPER_ETAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 PRESETS = ("paper", "quick")
@@ -104,10 +104,22 @@ def figure(name, preset="quick", *, seeds=None, etas=None, iterations=None, eval
     standardize = run.pop("standardize", None) or default_standardize(dataset)
     if standardize == "auto":
         standardize = default_standardize(dataset)
-    return Experiment(name=name, title=title, dataset=dataset, variants=variants(tuple(etas)),
+    grid = variants(tuple(etas))
+    check_size(len(grid), n_seeds)
+    return Experiment(name=name, title=title, dataset=dataset, variants=grid,
                       seeds=tuple(range(n_seeds)), preset=preset, standardize=standardize,
                       run={**fields, "iterations": n_it, "eval_every": n_eval, **run},
                       paper=PAPER_NUMBERS.get(name, {}))
+
+
+def check_size(configurations, seeds):
+    """ValueError before anything is made when configurations x seeds exceeds MAX_RUNS: a
+    sweep plans every run up front (a configuration and a status each), so its size must
+    stay far below what memory holds."""
+    if configurations * seeds > MAX_RUNS:
+        raise ValueError(f"{configurations} configuration(s) x {seeds} seeds = "
+                         f"{configurations * seeds} runs; a sweep holds at most {MAX_RUNS} "
+                         f"runs: ask for fewer --seeds (or split the sweep over several --out)")
 
 
 def _check_count(value, name):
@@ -148,6 +160,7 @@ def compare(dataset, *, etas=PAPER_ETAS, variants=("one-scale", "two-scale", "pl
         grid.sort(key=lambda ve: ve[0] != "one-scale")
     if standardize in (None, "auto"):
         standardize = default_standardize(dataset)
+    check_size(len(grid), seeds)
     return Experiment(name=name, title=title or f"Comparison on {dataset}", dataset=dataset,
                       variants=grid, seeds=tuple(range(seeds)), preset="custom",
                       standardize=standardize,

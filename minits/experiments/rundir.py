@@ -65,8 +65,36 @@ def status(out, config):
     return "new", 0
 
 
+def check_folder(out):
+    """ValueError saying why `out` cannot be (or become) a run folder: it is a file, it lies
+    under a file, or one of its names is longer than the file system allows. Checked
+    before any work; nothing is created."""
+    path = os.path.abspath(out)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{out} is a file, not a folder" if existing == path else
+                         f"{out} lies under {existing}, which is a file, not a folder")
+    try:
+        longest = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the usual limit
+        longest = 255
+    for name in path[len(existing):].split(os.sep):
+        if len(os.fsencode(name)) > longest:
+            raise ValueError(f"{out} has a name of {len(os.fsencode(name))} bytes; the file "
+                             f"system allows {longest}")
+
+
+def _not_a_folder(path, what):
+    """ValueError when a folder stands where the run folder's file `path` should be."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, where minits keeps {what}: move it away")
+
+
 def write_config(out, experiment, run_configs):
     """config.json: the experiment and each configuration (seeds listed separately)."""
+    _not_a_folder(os.path.join(out, CONFIG), "the experiment's config.json")
     atomic.write_json(os.path.join(out, CONFIG), {
         "experiment": experiment.to_dict(),
         "configurations": [c.to_dict() for c in run_configs if c.seed == experiment.seeds[0]],
@@ -80,6 +108,7 @@ def read_config(out):
     cannot be read.
     """
     path = os.path.join(out, CONFIG)
+    _not_a_folder(path, "the experiment's config.json")
     with open(path, encoding="utf-8") as f:
         try:
             saved = json.load(f)
@@ -101,6 +130,7 @@ def lock(out):
     """
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, ".lock")
+    _not_a_folder(path, "the lock file of a running sweep")
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:

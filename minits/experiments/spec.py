@@ -12,6 +12,9 @@ from ..training.config import CONFIDENCES, VARIANTS, VARIANTS_WITH_ETA, RunConfi
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "digits")
 DATASETS_WITH_COARSE_LABELS = ("cifar100",)
 STANDARDIZE = ("auto", "none", "channel")
+MAX_RUNS = 10_000
+"""The most runs (configurations x seeds) one experiment may hold: a sweep plans every run
+up front, and the largest of the paper's figures (MNIST, Fig. 9) has 210."""
 
 
 def default_model(dataset):
@@ -63,6 +66,9 @@ class Experiment:
             raise ValueError(f"seeds must be distinct integers >= 0, got {self.seeds}")
         if not self.variants:
             raise ValueError("an experiment needs at least one loss configuration")
+        if len(self.variants) * len(self.seeds) > MAX_RUNS:
+            raise ValueError(f"{len(self.variants)} configuration(s) x {len(self.seeds)} seeds "
+                             f"is more than the {MAX_RUNS} runs an experiment may hold")
         for variant, eta in self.variants:
             if variant not in VARIANTS:
                 raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")

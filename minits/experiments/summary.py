@@ -195,11 +195,13 @@ def _signed(x, digits=2):
 
 
 def _paper_text(paper):
+    """The paper column: its Δ train / Δ test, and its note quoted as the paper's words
+    (beside a row with no finished seed it must not read as our finding)."""
     parts = []
     if "train_delta" in paper:
         parts.append(f"{paper['train_delta']:+.1f} / {paper['test_delta']:+.1f}")
     if paper.get("note"):
-        parts.append(paper["note"])
+        parts.append(f'paper: "{paper["note"]}"')
     return "; ".join(parts)
 
 

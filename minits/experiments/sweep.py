@@ -11,9 +11,15 @@ import os
 import sys
 
 from .. import datasets
+from ..training import build, results
 from . import executor, rundir, summary
 from .data import load_split
 from .tasks import Task
+
+
+class WriteError(RuntimeError):
+    """A run could not write its files for a reason every run shares (a full disk, a
+    read-only file system: tasks.WRITE_FAULTS); the sweep stopped there."""
 
 
 @dataclasses.dataclass
@@ -64,6 +70,13 @@ def check_data(experiment, train_set, test_set):
         raise ValueError(f"--batch-size {config.batch_size} is larger than the training set "
                          f"of {experiment.dataset} ({n} images): every step needs a full "
                          f"batch; choose --batch-size {n} or less")
+    shape = train_set.images.shape[1:]
+    try:  # the network of the runs, built once here: it must take these images
+        build.build_model(config, train_set.num_classes, shape)
+    except ValueError as exc:
+        raise ValueError(f"--model {config.model} cannot take the images of "
+                         f"{experiment.dataset} ({'x'.join(map(str, shape))}): {exc}; "
+                         f"choose another network (--model mlp)") from None
     if config.superclass and train_set.coarse_labels is None:
         raise ValueError(f"super-class measures need coarse labels; data set "
                          f"{experiment.dataset!r} has none")
@@ -108,6 +121,11 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
                                                    show_progress=show_progress, say=say,
                                                    threads=threads, executor=executor_name,
                                                    scheduler=scheduler)
+        for outcome in outcomes:
+            if outcome.fatal:
+                raise WriteError(f"{outcome.message}: the sweep stopped at this first failed "
+                                 f"write (finished runs are kept; make room and run the same "
+                                 f"command again)")
         groups, missing = summary.load_groups(out, the_plan.runs)
         failed = sum(o.status == "failed" for o in outcomes)
         table = summary.summarize(experiment, groups, missing, failed=failed)
@@ -117,18 +135,39 @@ def run_experiment(experiment, out, jobs=1, data_dir=None, show_progress=True, s
 
 def report(out):
     """Rebuild the Summary of the experiment in run folder `out` from its files."""
+    from ..training import RunConfig
     from .spec import Experiment
 
     saved = rundir.read_config(out)
-    e = saved["experiment"]
-    configs = saved["configurations"]
-    try:
+    try:  # every field checked here, so that an edited file is named with what is wrong
+        e = saved["experiment"]
+        configs = [RunConfig.from_dict(c) for c in saved["configurations"]]
         experiment = Experiment(**{**e, "variants": tuple(tuple(v) for v in e["variants"]),
                                    "seeds": tuple(e["seeds"])})
-    except (KeyError, TypeError) as exc:
+        stats = configs[0].standardize if configs else None
+        runs = experiment.runs(stats)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ValueError(f"{os.path.join(out, rundir.CONFIG)} does not describe an "
                          f"experiment minits knows ({type(exc).__name__}: {exc})") from exc
-    stats = configs[0]["standardize"] if configs else None
-    runs = experiment.runs(stats)
     groups, missing = summary.load_groups(out, runs)
+    check_results_match(out, runs)
     return summary.summarize(experiment, groups, missing)
+
+
+def check_results_match(out, runs):
+    """ValueError naming config.json, a results file and the differing fields when a
+    finished run's own configuration (saved in its results file) is not the one
+    config.json describes: the table and summary.txt must never show settings the runs
+    did not use. (Call after summary.load_groups, which names unreadable files.)"""
+    for config in runs:
+        path = rundir.result_path(out, config)
+        if not os.path.exists(path):
+            continue
+        saved = results.read_config(path)
+        if saved != config:
+            a, b = config.to_dict(), saved.to_dict()
+            diff = ", ".join(f"{k}: {a[k]!r} in {rundir.CONFIG} vs {b[k]!r} in the results"
+                             for k in a if a[k] != b[k])
+            raise ValueError(f"{os.path.join(out, rundir.CONFIG)} does not describe the "
+                             f"runs it holds ({path}: {diff}); restore it or run the sweep "
+                             f"again in another --out")

@@ -18,6 +18,7 @@ convolutional network's batch in chunks, minits.fast.split) never change its num
 
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -43,15 +44,27 @@ class Task:
     start: int = 0  # iterations already done (from a checkpoint)
 
 
+WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+"""Errors of a write that every other run would meet too (a full disk, a quota, a
+read-only file system): the first one stops the sweep instead of training the others."""
+
+
 @dataclasses.dataclass
 class Outcome:
-    """status: 'done' | 'interrupted' | 'failed'; message: the error or the alarm."""
+    """status: 'done' | 'interrupted' | 'failed'; message: the error or the alarm;
+    fatal: the failure was a write error of WRITE_FAULTS, which stops the sweep."""
 
     key: str
     seed: int
     status: str
     message: str = ""
     seconds: float = 0.0
+    fatal: bool = False
+
+
+def write_fault(exc):
+    """True for an OSError that no further run could escape (WRITE_FAULTS)."""
+    return isinstance(exc, OSError) and exc.errno in WRITE_FAULTS
 
 
 def run_task(task, stop=None, progress=None, log=None, threads=1):
@@ -82,7 +95,7 @@ def run_task(task, stop=None, progress=None, log=None, threads=1):
     except Exception as exc:  # one broken run must not take the sweep down
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Outcome(config.key, config.seed, "failed", detail,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, fatal=write_fault(exc))
 
 
 @contextlib.contextmanager

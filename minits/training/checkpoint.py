@@ -58,7 +58,7 @@ def save(path, config, iteration, model, loss, history):
                  format=np.int64(FORMAT),
                  config_json=np.str_(json.dumps(config.to_dict())),
                  iteration=np.int64(iteration),
-                 **model_state(model), **loss_state(loss), **history.state())
+                 **model_state(model), **loss_state(loss), **history.state(whole=False))
 
 
 def saved_iteration(path):

@@ -17,7 +17,7 @@ from .. import optim
 from ..scale import scale_R
 from . import checkpoint, evaluate
 from .build import build_loss, build_model, loss_scales, second_case_fraction
-from .history import History, evaluation_iterations
+from .history import History, is_evaluation
 from .results import RunResult
 
 _ORDER_TAG = 0xB47C4  # keeps the batch-order stream apart from the initialisation stream
@@ -93,13 +93,12 @@ def train(config, train_set, test_set, *, checkpoint_path=None, checkpoint_every
     run = _Run(config, train_set, test_set, checkpoint_path, test_inputs, eval_chunk, log,
                threads)
     T = config.iterations
-    eval_points = set(evaluation_iterations(T, config.eval_every).tolist())
     if run.t == 0:
         run.evaluate()
     while run.t < T:
         run.step()
         done = run.t >= T or run.diverged
-        if run.t in eval_points and not done:
+        if is_evaluation(run.t, T, config.eval_every) and not done:
             run.evaluate()  # the evaluation at T is part of the final measures
         if progress is not None:  # a diverged run skips the steps it had left
             progress(1 + (T - run.t if run.diverged else 0))
