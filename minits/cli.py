@@ -247,9 +247,8 @@ def parse(parser, argv=None):
         command.allow_abbrev = False
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        found = _commands(parser)
-        command = (found.get(getattr(args, "action", None))
-                   or found.get(getattr(args, "command", None), parser))
+        name = getattr(args, "action", None) or getattr(args, "command", None)
+        command = _commands(parser).get(name, parser)  # the innermost command given
         options = [o for a in command._actions for o in a.option_strings]
         near = list(dict.fromkeys(  # the closest first, each once
             m for u in unknown if u.startswith("-")

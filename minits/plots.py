@@ -217,12 +217,14 @@ def pooled_reliability(runs):
 
 
 RELIABILITY_STYLE = {
-    "accuracy": dict(facecolor="tab:blue",
-                     label="accuracy of the bin: top of the outlined bar"),
-    "under": dict(facecolor=(1.0, 0.75, 0.3), edgecolor="tab:orange", hatch="\\\\",
-                  label="gap: accuracy above the mean confidence (underconfident)"),
+    "accuracy": dict(facecolor="tab:blue", edgecolor="black",
+                     label="accuracy of the bin: the top of the blue bar"),
+    "under": dict(facecolor="none", edgecolor="orange", hatch="\\\\",
+                  label="gap, accuracy above the mean confidence (underconfident): hatched "
+                        "on the bar"),
     "over": dict(facecolor=(1.0, 0.8, 0.8), edgecolor="tab:red", hatch="//",
-                 label="gap: mean confidence above accuracy (overconfident)"),
+                 label="gap, mean confidence above accuracy (overconfident): hatched above "
+                       "the bar"),
 }
 
 
@@ -230,10 +232,10 @@ def reliability(summary, path):
     """Reliability diagrams (Guo et al. 2017) on the test set: the traditional loss and the
     two-scale loss at its best eta (best mean test accuracy; not an eta whose every seed is
     the traditional loss, as eta = 100 is), one panel each, the bins of the seeds' objects
-    together. Each bin: an outlined bar up to its accuracy, a black bar across at its mean
-    confidence, blue up to the lower of the two and the gap between them hatched: orange,
-    the top of the bar, where the accuracy is the higher (underconfident), red above the
-    bar where the confidence is (overconfident); the diagonal: perfect calibration.
+    together, as Guo et al. draw them. Each bin: a blue bar up to its accuracy, a black
+    mark across at its mean confidence, and the gap between the two hatched: orange on the
+    top of the bar where the accuracy is the higher (underconfident), red above the bar
+    where the confidence is (overconfident); the diagonal: perfect calibration.
     Title: test ECE, mean ± std over seeds (metrics.expected_calibration_error)."""
     pair = _best_pair(summary)
     if pair is None:
@@ -251,7 +253,9 @@ def reliability(summary, path):
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy, and mean confidence, of the bin")
-    handles = [Patch(**RELIABILITY_STYLE[k]) for k in ("accuracy", "under", "over")]
+    handles = [Patch(**RELIABILITY_STYLE["accuracy"]),
+               Patch(**{**RELIABILITY_STYLE["under"], "facecolor": "tab:blue"}),  # as on a bar
+               Patch(**RELIABILITY_STYLE["over"])]
     handles += [Line2D([], [], color="black", lw=2.5, label="mean confidence of the bin"),
                 Line2D([], [], ls="--", color="0.3", label="perfect calibration")]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
@@ -263,14 +267,12 @@ def _reliability_bins(ax, edges, conf, acc, count):
     """One reliability panel: the bins with objects (count > 0), as reliability says."""
     full = count > 0
     left, width, conf, acc = edges[:-1][full], np.diff(edges)[full], conf[full], acc[full]
-    under = acc > conf  # the blue part ends where the gap begins, on either side
-    ax.bar(left, np.minimum(acc, conf), width=width, align="edge", lw=0,
-           **RELIABILITY_STYLE["accuracy"])
+    ax.bar(left, acc, width=width, align="edge", lw=0.6, **RELIABILITY_STYLE["accuracy"])
+    under = acc > conf  # the gap on the bar (hatch only: the blue shows through) or above it
     for part, low, high in (("under", conf, acc), ("over", acc, conf)):
         pick = under if part == "under" else ~under
         ax.bar(left[pick], (high - low)[pick], bottom=low[pick], width=width[pick],
                align="edge", lw=0.6, **RELIABILITY_STYLE[part])
-    ax.bar(left, acc, width=width, align="edge", fill=False, edgecolor="black", lw=0.6)
     ax.hlines(conf, left, left + width, color="black", lw=2.5, zorder=4)
     ax.plot([0, 1], [0, 1], ls="--", color="0.3", zorder=3)
 

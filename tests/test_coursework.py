@@ -403,7 +403,9 @@ def test_broken_markers_are_an_error_on_the_tasks_of_their_file_only(tmp_path):
 def test_grade_refuses_unknown_tasks_and_bad_points(tmp_path):
     for args, words in ((["--tasks", "nope"], "unknown task 'nope'"),
                         (["--points", "im2col=two"], "--points takes TASK=N"),
-                        (["--points", "nope=2"], "unknown task 'nope'")):
+                        (["--points", "nope=2"], "unknown task 'nope'"),
+                        (["--job", "2"], "minits assignment grade: error: unrecognized "
+                                         "arguments: --job 2 (did you mean --jobs?)")):
         result = run_minits("assignment", "grade", ROOT, "--out", tmp_path / "g.csv", *args)
         assert result.returncode == 2 and words in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

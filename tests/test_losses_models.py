@@ -5,6 +5,8 @@ implementations (the ``impl`` fixture: the plain loss and model, or their fast t
 The readings of Eq. (17) and the eta boundary: tests/test_separation.py,
 tests/test_eta_boundary.py."""
 
+import math
+
 import numpy as np
 import pytest
 from helpers import (
@@ -369,3 +371,17 @@ def test_nan_input_gives_a_nan_loss_without_an_exception(which, impl):
     assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
     assert not loss.last.correct[1]
     loss.backward()  # the NaN goes on into the gradients, without an exception either
+
+
+@pytest.mark.parametrize("make", [
+    lambda eta: mt.losses.TwoScale(eta),
+    lambda eta: mt.losses.TwoScale(eta, fixed=True),
+    lambda eta: mt.losses.TwoScaleSeparation(eta),
+    lambda eta: mt.losses.TwoScaleWrapper("cross_entropy", eta),
+], ids=["two_scale", "fixed", "separation", "wrapper"])
+def test_an_infinite_eta_is_refused_as_the_command_line_refuses_it(make):
+    """At eta = inf no object takes the second case: that loss is OneScale (issue 23)."""
+    with pytest.raises(ValueError, match=r"eta must be finite: .* \(losses.OneScale\)"):
+        make(math.inf)
+    assert make(1e6).eta == 1e6
+    assert mt.losses.OneScale().eta == math.inf

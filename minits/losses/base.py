@@ -58,12 +58,17 @@ def check_reduction(reduction):
     return reduction
 
 
-def check_eta(eta):
-    """eta > 0 (Sec. 2.3 restricts to eta > 0); inf is allowed (every object in branch 1)."""
+def check_eta(eta, finite=True):
+    """eta > 0 (Sec. 2.3 restricts to eta > 0) and finite, as the command line takes it:
+    at eta = inf no object takes the second case, and that loss is OneScale, the one
+    loss built with finite=False."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float, np.integer, np.floating)):
         raise TypeError(f"eta must be a real number, not {type(eta).__name__}")
     if not eta > 0:  # also refuses NaN
         raise ValueError(f"eta must be > 0 (the paper restricts Eq. (13) to eta > 0), got {eta}")
+    if finite and math.isinf(eta):
+        raise ValueError("eta must be finite: at eta = inf no object takes the second case, "
+                         "which is the one-scale loss (losses.OneScale)")
     return float(eta)
 
 

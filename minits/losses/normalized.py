@@ -40,9 +40,12 @@ class NormalizedLoss(Loss):
     and the test-time probabilities. A subclass gives R_test(model), the scale of its
     test-time probabilities."""
 
+    # eta = inf (no object in the second case) only for the loss that has one case
+    one_case = False
+
     def __init__(self, eta, confidence="raw", reduction="mean"):
         super().__init__(reduction)
-        self.eta = check_eta(eta)
+        self.eta = check_eta(eta, finite=not self.one_case)
         self.confidence = check_confidence_mode(confidence)
         self._norm = Normalization()  # X_hat forward; backward goes through it (D7)
 

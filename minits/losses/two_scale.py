@@ -191,6 +191,8 @@ class OneScale(TwoScale):
     params {"R1"}; grads {"R1"}.
     """
 
+    one_case = True  # eta = inf
+
     def __init__(self, R1=None, confidence="raw", fixed=False, reduction="mean"):
         # not TwoScale.__init__: this loss has one scale, not two
         NormalizedLoss.__init__(self, math.inf, confidence, reduction)
