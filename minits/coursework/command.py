@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from .catalog import check_tasks
-from .grade import Limits, grade, summary
+from .grade import Limits, feedback_folder, grade, summary
 from .make import AssignmentError, make
 
 
@@ -26,7 +26,7 @@ def run(args):
                  points=dict(points_item(t) for t in args.points or []),
                  progress=not args.no_progress)
     print(summary(rows))
-    print(f"grades: {args.out}; feedback: {args.out.with_name(args.out.stem + '-feedback')}/",
+    print(f"grades: {args.out}; feedback: {feedback_folder(args.out)}/",
           file=sys.stderr)
     return 0
 

@@ -321,7 +321,7 @@ def grade(submissions, out="grades.csv", tasks=None, jobs=None, limits=None, poi
     points = _points(tasks, points)
     limits = limits or Limits()
     out = Path(out)
-    feedback_dir = Path(feedback_dir) if feedback_dir else out.with_name(out.stem + "-feedback")
+    feedback_dir = Path(feedback_dir) if feedback_dir else feedback_folder(out)
     template = Template(tasks)
     subs = [read_submission(p, template, n) for p, n in zip(submissions, _names(submissions),
                                                             strict=True)]
@@ -347,11 +347,14 @@ def grade(submissions, out="grades.csv", tasks=None, jobs=None, limits=None, poi
     return rows
 
 
+def feedback_folder(out):
+    """Where the feedback files of the CSV `out` go: grades.csv -> grades-feedback/."""
+    return out.with_name(out.stem + "-feedback")
+
+
 def _points(tasks, points):
     points = dict(points or {})
-    unknown = [t for t in points if t not in TASKS]
-    if unknown:
-        check_tasks(unknown)
+    check_tasks(points)  # a ValueError naming a task that does not exist
     return {t: points.get(t, TASKS[t].points) for t in tasks}
 
 
